@@ -1,0 +1,122 @@
+"""
+Finding the random generators a dataset holds, and naming them by their path.
+
+The walk reads instance ``__dict__``s and slots directly, so it never runs user
+code (no properties, no ``__getattr__``), and it is bounded in depth, objects
+and items per container, so a dataset holding a million samples costs the same
+as one holding ten.
+"""
+
+from __future__ import annotations
+
+import types
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from seedwatch._generators import is_generator
+
+MAX_DEPTH = 8
+MAX_OBJECTS = 5_000
+MAX_ITEMS_PER_CONTAINER = 256
+
+_OPAQUE: tuple[type, ...] = (
+    str,
+    bytes,
+    bytearray,
+    memoryview,
+    int,
+    float,
+    complex,
+    bool,
+    type(None),
+    range,
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    np.ndarray,
+    np.generic,
+    torch.Tensor,
+)
+
+
+def find_generators(
+    root: object,
+    *,
+    unwrap: Callable[[object], object | None] = lambda _obj: None,
+) -> list[tuple[str, object]]:
+    """
+    Return ``(path, generator)`` for every generator reachable from ``root``.
+
+    Paths read like Python: ``rng``, ``transform.state``, ``transforms[2].g``,
+    ``augs['flip'].rng``, ``datasets[1].rng``. A generator reachable by two paths
+    is listed once, under the shortest. ``unwrap`` lets the caller see through a
+    proxy: it returns the wrapped object (walked under the proxy's own path) or
+    ``None`` for ordinary objects.
+    """
+    found: list[tuple[str, object]] = []
+    seen: set[int] = set()
+    queue: deque[tuple[str, object, int]] = deque([("", root, 0)])
+    visited = 0
+    while queue and visited < MAX_OBJECTS:
+        path, obj, depth = queue.popleft()
+        inner = unwrap(obj)
+        while inner is not None:
+            obj, inner = inner, unwrap(inner)
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        visited += 1
+        if is_generator(obj):
+            found.append((path, obj))
+            continue
+        if depth >= MAX_DEPTH or isinstance(obj, _OPAQUE):
+            continue
+        for child_path, child in _children(path, obj):
+            if not isinstance(child, _OPAQUE) or is_generator(child):
+                queue.append((child_path, child, depth + 1))
+    return found
+
+
+def _children(path: str, obj: object) -> Iterator[tuple[str, object]]:
+    if isinstance(obj, (list, tuple)):
+        for index, item in enumerate(obj[:MAX_ITEMS_PER_CONTAINER]):
+            yield f"{path}[{index}]", item
+        return
+    if isinstance(obj, dict):
+        for count, (key, value) in enumerate(obj.items()):
+            if count >= MAX_ITEMS_PER_CONTAINER:
+                return
+            yield f"{path}[{key!r}]", value
+        return
+    attributes = _attributes(obj)
+    for count, (name, value) in enumerate(attributes.items()):
+        if count >= MAX_ITEMS_PER_CONTAINER:
+            return
+        yield (f"{path}.{name}" if path else name), value
+
+
+def _attributes(obj: object) -> dict[str, Any]:
+    """Read ``obj``'s instance dict and slots without calling its code."""
+    attributes: dict[str, Any] = {}
+    try:
+        instance_dict = object.__getattribute__(obj, "__dict__")
+    except (AttributeError, TypeError):
+        instance_dict = None
+    if isinstance(instance_dict, dict):
+        attributes.update((k, v) for k, v in instance_dict.items() if isinstance(k, str))
+    for klass in type(obj).__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            descriptor = klass.__dict__.get(name)
+            if isinstance(descriptor, types.MemberDescriptorType) and name not in attributes:
+                try:
+                    attributes[name] = descriptor.__get__(obj, klass)
+                except AttributeError:  # an unset slot
+                    continue
+    return attributes

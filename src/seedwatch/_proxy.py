@@ -1,0 +1,285 @@
+"""
+The monitored dataset: a wrapt proxy that fingerprints streams at each process's first fetch.
+
+A proxy starts *armed*: its ``__getitem__``, ``__getitems__`` and ``__iter__``
+take a report before fetching. After the first fetch in a process it switches
+its class to the *settled* variant, which adds nothing to wrapt's C-level
+forwarding, so the per-item cost after that is the bare proxy's. A forked child
+re-arms every proxy it inherits, and a spawned child unpickles armed ones.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from multiprocessing.context import get_spawning_popen
+from typing import Any
+
+import structlog
+import wrapt
+from torch.utils.data import DataLoader, get_worker_info
+
+from seedwatch._collector import Collector, collector_for, listen_before_fork, reset_after_fork
+from seedwatch._errors import DuplicateStreamError
+from seedwatch._finding import Finding
+from seedwatch._report import take_report
+from seedwatch._settings import strict_by_default
+from seedwatch._transport import Channel, send
+
+_log = structlog.get_logger("seedwatch")
+
+MIN_DRAWS = 2
+MAX_DRAWS = 4096
+
+_set_class = object.__dict__["__class__"].__set__
+_proxies: dict[int, weakref.ref[MonitoredDataset]] = {}
+_proxies_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """What a monitor was asked to do; plain data that travels to workers."""
+
+    monitor_id: str
+    strict: bool | None
+    draws: int
+    expect_shared: frozenset[str]
+
+    def strict_now(self) -> bool:
+        """Resolve ``strict=None`` against the process-wide default, now."""
+        return strict_by_default() if self.strict is None else self.strict
+
+
+class MonitoredDataset(wrapt.BaseObjectProxy):  # type: ignore[type-arg]
+    """
+    A dataset that behaves exactly like the one it wraps, and reports its streams.
+
+    ``isinstance``, ``len``, attributes, indexing, iteration and ``repr`` are the
+    wrapped dataset's. Copies (``copy``, ``deepcopy``, pickle) keep reporting to
+    the same monitor while they live in the process that made it.
+    """
+
+    _self_config: MonitorConfig
+    _self_collector: Collector | None
+    _self_channel: Channel | None
+
+    def __init__(
+        self,
+        wrapped: object,
+        config: MonitorConfig,
+        collector: Collector | None = None,
+        channel: Channel | None = None,
+    ) -> None:
+        super().__init__(wrapped)
+        self._self_config = config
+        self._self_collector = collector
+        self._self_channel = channel
+        _track(self)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.__wrapped__)
+
+    def __repr__(self) -> str:
+        return repr(self.__wrapped__)
+
+    def __reduce_ex__(
+        self, protocol: object
+    ) -> tuple[Callable[..., MonitoredDataset], tuple[Any, ...]]:
+        config = self._self_config
+        channel = self._self_channel
+        if get_spawning_popen() is not None:
+            # Going to a spawn/forkserver worker, which cannot see this process's
+            # settings or collector: pin the strictness and hand over the address.
+            config = replace(config, strict=config.strict_now())
+            if self._self_collector is not None and self._self_collector.owned:
+                channel = self._self_collector.listen()
+        return _restore, (self.__wrapped__, config, channel)
+
+    def __reduce__(self) -> tuple[Callable[..., MonitoredDataset], tuple[Any, ...]]:
+        return self.__reduce_ex__(2)
+
+    def __copy__(self) -> MonitoredDataset:
+        return _restore(self.__wrapped__, self._self_config, self._self_channel)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> MonitoredDataset:
+        import copy  # noqa: PLC0415 - only deep copies pay for it
+
+        wrapped = copy.deepcopy(self.__wrapped__, memo)
+        return _restore(wrapped, self._self_config, self._self_channel)
+
+    def _self_collector_here(self) -> Collector:
+        """Return this process's collector for the monitor, adopting one if needed."""
+        collector = self._self_collector
+        if collector is None or not collector.owned:
+            config = self._self_config
+            collector = collector_for(config.monitor_id, config.expect_shared)
+            self._self_collector = collector
+        return collector
+
+    def _self_report(self) -> None:
+        """Fingerprint this process's streams and deliver them; raise if strict and duplicate."""
+        _set_class(self, MonitoredDataset)
+        config = self._self_config
+        strict = config.strict_now()
+        try:
+            report = take_report(self.__wrapped__, config.draws, unwrap=_unwrap)
+            if get_worker_info() is None:
+                error = self._self_collector_here().submit(report, strict=strict)
+            else:
+                error = self._self_send(report.to_plain(), strict=strict)
+        except Exception as exc:  # noqa: BLE001 - monitoring must never break a fetch
+            _log.warning("seedwatch_internal_error", error=repr(exc))
+            return
+        if error:
+            raise DuplicateStreamError(error)
+
+    def _self_send(self, report: dict[str, Any], *, strict: bool) -> str | None:
+        channel = self._self_channel
+        if channel is None and self._self_collector is not None:
+            channel = self._self_collector.channel
+        if channel is None:
+            _log.warning("seedwatch_no_channel", reason="the dataset was not monitored before fork")
+            return None
+        reply = send(channel, {"report": report}, await_reply=strict)
+        error = None if reply is None else reply.get("error")
+        return error if isinstance(error, str) else None
+
+
+class _ArmedDataset(MonitoredDataset):
+    """A proxy that has not fetched in this process yet."""
+
+    def __getitem__(self, index: Any) -> Any:
+        self._self_report()
+        return self.__wrapped__[index]
+
+    def __iter__(self) -> Iterator[Any]:
+        self._self_report()
+        return iter(self.__wrapped__)
+
+    @property
+    def __getitems__(self) -> Callable[[Any], Any] | None:
+        getitems = self.__wrapped__.__getitems__  # AttributeError when absent, as for the raw
+        if getitems is None:
+            return None
+
+        def first_fetch(indices: Any) -> Any:
+            self._self_report()
+            return getitems(indices)
+
+        return first_fetch
+
+
+def monitor(
+    dataset: Any,
+    *,
+    strict: bool | None = None,
+    draws: int = 16,
+    expect_shared: Iterable[str] = (),
+) -> Any:
+    """
+    Wrap ``dataset`` so that duplicate random streams in its workers are reported.
+
+    Args:
+        dataset: A map-style dataset (``__getitem__``, optionally ``__getitems__``)
+            or an ``IterableDataset``. A monitored dataset is returned unchanged.
+        strict: ``True`` raises :class:`DuplicateStreamError` from the loader loop,
+            ``False`` warns, ``None`` follows ``SEEDWATCH_STRICT`` (or the pytest
+            option), read when each worker reports.
+        draws: How many upcoming values of each source to fingerprint, 2 to 4096.
+        expect_shared: Source names meant to be equal everywhere (a shard order);
+            they are fingerprinted but never reported. Names may be ones that only
+            exist inside workers.
+
+    Returns:
+        A proxy that behaves exactly like ``dataset``.
+
+    """
+    if isinstance_monitored(dataset):
+        return dataset
+    if isinstance(dataset, DataLoader):
+        raise TypeError(
+            "seedwatch.monitor() expects a dataset, got a DataLoader: "
+            "monitor its dataset before building the loader, "
+            "DataLoader(seedwatch.monitor(dataset), ...)"
+        )
+    if not (hasattr(type(dataset), "__getitem__") or hasattr(type(dataset), "__iter__")):
+        raise TypeError(
+            "seedwatch.monitor() expects a dataset (an object with __getitem__ or __iter__), "
+            f"got {type(dataset).__qualname__}"
+        )
+    if strict is not None and not isinstance(strict, bool):
+        raise TypeError(f"strict must be True, False or None, got {strict!r}")
+    if not isinstance(draws, int) or isinstance(draws, bool):
+        raise TypeError(f"draws must be an int, got {type(draws).__qualname__}")
+    if not MIN_DRAWS <= draws <= MAX_DRAWS:
+        raise ValueError(f"draws must be between {MIN_DRAWS} and {MAX_DRAWS}, got {draws}")
+    if isinstance(expect_shared, str):
+        raise TypeError(
+            f"expect_shared must be a collection of source names, not one string; "
+            f"did you mean expect_shared=[{expect_shared!r}]?"
+        )
+    names = tuple(expect_shared)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"expect_shared names must be strings, got {name!r}")
+    config = MonitorConfig(os.urandom(8).hex(), strict, draws, frozenset(names))
+    collector = collector_for(config.monitor_id, config.expect_shared)
+    return _ArmedDataset(dataset, config, collector)
+
+
+def findings(monitored: Any) -> list[Finding]:
+    """
+    Return every duplicate stream found so far for a monitored dataset.
+
+    Deterministic: reports of workers whose batches the caller has received are
+    read before answering. Findings come in a stable order (source, kind, fingerprint).
+    """
+    if not isinstance_monitored(monitored):
+        raise TypeError(
+            "seedwatch.findings() expects a dataset returned by seedwatch.monitor(), "
+            f"got {type(monitored).__qualname__}"
+        )
+    return monitored._self_collector_here().findings()  # type: ignore[no-any-return]
+
+
+def isinstance_monitored(obj: object) -> bool:
+    """Return whether ``obj`` is a seedwatch proxy (``isinstance`` sees the wrapped class)."""
+    return issubclass(type(obj), MonitoredDataset)
+
+
+def _restore(wrapped: object, config: MonitorConfig, channel: Channel | None) -> MonitoredDataset:
+    collector = None
+    if get_worker_info() is None and channel is None:
+        collector = collector_for(config.monitor_id, config.expect_shared)
+    return _ArmedDataset(wrapped, config, collector, channel)
+
+
+def _unwrap(obj: object) -> object | None:
+    return obj.__wrapped__ if isinstance(obj, MonitoredDataset) else None
+
+
+def _track(proxy: MonitoredDataset) -> None:
+    key = id(proxy)
+
+    def forget(_ref: object) -> None:
+        with _proxies_lock:
+            _proxies.pop(key, None)
+
+    with _proxies_lock:
+        _proxies[key] = weakref.ref(proxy, forget)
+
+
+def _rearm_after_fork() -> None:
+    global _proxies_lock  # noqa: PLW0603 - the parent's lock may be held by a thread that is gone
+    _proxies_lock = threading.Lock()
+    reset_after_fork()
+    for ref in list(_proxies.values()):
+        proxy = ref()
+        if proxy is not None and type(proxy) is MonitoredDataset:
+            _set_class(proxy, _ArmedDataset)
+
+
+os.register_at_fork(before=listen_before_fork, after_in_child=_rearm_after_fork)
