@@ -83,7 +83,7 @@ class Report:
                 streams=streams,
                 rank=_optional_int(data.get("rank")),
             )
-        except (KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise ValueError(f"malformed report: {exc!r}") from None
 
     def to_json(self) -> str:

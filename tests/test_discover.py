@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, Subset
+
+from pipelines import HoldsGenerator, TransformedDataset
+from seedwatch import monitor
+from seedwatch._discover import MAX_DEPTH, find_generators
+from seedwatch._proxy import _unwrap
+
+
+def paths(root: object) -> list[str]:
+    return [path for path, _ in find_generators(root, unwrap=_unwrap)]
+
+
+class Box:
+    def __init__(self, **attributes: Any) -> None:
+        self.__dict__.update(attributes)
+
+
+class TestFindGenerators:
+    def test_names_attributes_nested_objects_lists_and_dicts(self) -> None:
+        """Paths read like the Python that reaches each generator."""
+        assert ["transform.state", "augs['noise']", "transforms[1].g"] == paths(
+            TransformedDataset()
+        )
+
+    def test_sees_through_wrapped_datasets(self) -> None:
+        """Subset.dataset and ConcatDataset.datasets are walked."""
+        concat = ConcatDataset([HoldsGenerator(), Subset(HoldsGenerator("torch_generator"), [0])])
+
+        assert ["datasets[0].rng", "datasets[1].dataset.rng"] == paths(concat)
+
+    def test_sees_through_monitored_datasets(self) -> None:
+        """A monitored dataset inside another is walked as if unwrapped."""
+        concat = ConcatDataset([monitor(HoldsGenerator())])
+
+        assert ["datasets[0].rng"] == paths(concat)
+
+    def test_lists_a_shared_generator_once(self) -> None:
+        """A generator reachable by two paths is listed under the shortest."""
+        rng = np.random.default_rng(0)
+
+        assert ["rng"] == paths(Box(rng=rng, inner=Box(again=rng)))
+
+    def test_survives_cycles(self) -> None:
+        """Reference cycles end the walk instead of looping."""
+        root = Box(rng=random.Random(0))
+        root.me = root
+        root.children = [root, {"back": root}]
+
+        assert ["rng"] == paths(root)
+
+    def test_depth_is_bounded(self) -> None:
+        """Generators nested deeper than the bound are not reached."""
+        shallow = Box(rng=random.Random(0))
+        deep: object = Box(rng=random.Random(1))
+        for _ in range(MAX_DEPTH + 2):
+            deep = Box(inner=deep)
+
+        assert ["shallow.rng"] == paths(Box(shallow=shallow, deep=deep))
+
+    def test_never_runs_properties_or_getattr(self) -> None:
+        """Reading attributes does not call user code."""
+        calls: list[str] = []
+
+        class Tricky:
+            def __init__(self) -> None:
+                self.rng = torch.Generator()
+
+            @property
+            def expensive(self) -> np.random.Generator:
+                calls.append("property")
+                return np.random.default_rng()
+
+            def __getattr__(self, name: str) -> object:
+                calls.append(name)
+                return np.random.default_rng()
+
+        assert ["rng"] == paths(Tricky())
+        assert [] == calls
+
+    def test_huge_containers_cost_a_bounded_walk(self) -> None:
+        """A dataset holding a million samples is walked in bounded time."""
+        root = Box(samples=list(range(1_000_000)), rng=np.random.default_rng(0))
+
+        assert ["rng"] == paths(root)
+
+    def test_ignores_arrays_and_tensors(self) -> None:
+        """Numeric arrays are data, not containers to walk."""
+        assert [] == paths(Box(images=np.zeros((4, 4)), labels=torch.zeros(4)))

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines import draw, make_generator
+from seedwatch._generators import (
+    GLOBAL_SOURCES,
+    fingerprint,
+    global_draws,
+    is_generator,
+    type_label,
+    upcoming_draws,
+)
+
+KINDS = ["numpy_generator", "bit_generator", "random_state", "python_random", "torch_generator"]
+
+
+class TestUpcomingDraws:
+    @pytest.mark.parametrize("kind", KINDS)
+    def test_reading_does_not_advance_the_generator(self, kind: str) -> None:
+        """Reading a generator's upcoming values leaves its next draw unchanged."""
+        watched, untouched = make_generator(kind), make_generator(kind)
+
+        upcoming_draws(watched, 64)
+
+        assert [draw(untouched) for _ in range(5)] == [draw(watched) for _ in range(5)]
+
+    @pytest.mark.parametrize("kind", KINDS)
+    def test_equal_states_give_equal_bytes(self, kind: str) -> None:
+        """Two generators in the same state read the same upcoming values."""
+        assert upcoming_draws(make_generator(kind), 16) == upcoming_draws(make_generator(kind), 16)
+
+    @pytest.mark.parametrize("kind", KINDS)
+    def test_one_draw_changes_the_bytes(self, kind: str) -> None:
+        """A generator advanced by one draw reads differently."""
+        advanced = make_generator(kind)
+        draw(advanced)
+
+        assert upcoming_draws(make_generator(kind), 16) != upcoming_draws(advanced, 16)
+
+    def test_reads_the_values_numpy_would_draw(self) -> None:
+        """The bytes are the generator's own next raw outputs."""
+        rng = np.random.default_rng(7)
+
+        values = upcoming_draws(rng, 4)
+
+        assert rng.bit_generator.random_raw(4).tobytes() == values
+
+    def test_rejects_other_objects(self) -> None:
+        """Anything that is not a supported generator is a TypeError."""
+        with pytest.raises(TypeError, match="not a random generator"):
+            upcoming_draws(object(), 4)
+
+
+class TestGlobalDraws:
+    def test_reading_leaves_the_globals_alone(self) -> None:
+        """Reading numpy, random and torch's globals does not advance them."""
+        np.random.seed(1)  # noqa: NPY002
+        random.seed(1)
+        torch.manual_seed(1)
+        expected = (np.random.rand(), random.random(), torch.rand(1).item())  # noqa: NPY002
+        np.random.seed(1)  # noqa: NPY002
+        random.seed(1)
+        torch.manual_seed(1)
+
+        for name in GLOBAL_SOURCES:
+            global_draws(name, 32)
+
+        assert expected == (np.random.rand(), random.random(), torch.rand(1).item())  # noqa: NPY002
+
+    def test_follows_reseeding(self) -> None:
+        """Reseeding a global with the same seed gives the same fingerprint."""
+        torch.manual_seed(3)
+        first = fingerprint(global_draws("torch", 8))
+        torch.manual_seed(3)
+
+        assert first == fingerprint(global_draws("torch", 8))
+
+    def test_unknown_name(self) -> None:
+        """An unknown global source is a ValueError naming the known ones."""
+        with pytest.raises(ValueError, match="numpy"):
+            global_draws("jax", 4)
+
+
+class TestIsGenerator:
+    @pytest.mark.parametrize("kind", KINDS)
+    def test_recognises_every_supported_kind(self, kind: str) -> None:
+        """Each supported generator type is recognised."""
+        assert is_generator(make_generator(kind))
+
+    @pytest.mark.parametrize(
+        "obj", [random.SystemRandom(), np.random.SeedSequence(1), 3, "rng", torch.zeros(2)]
+    )
+    def test_ignores_streamless_objects(self, obj: object) -> None:
+        """OS randomness, seed sequences and plain values are not streams."""
+        assert not is_generator(obj)
+
+    def test_labels_read_like_code(self) -> None:
+        """Type labels are what a user would write."""
+        assert [
+            "np.random.Generator(PCG64)",
+            "np.random.PCG64",
+            "np.random.RandomState",
+            "random.Random",
+            "torch.Generator",
+        ] == [type_label(make_generator(kind)) for kind in KINDS]

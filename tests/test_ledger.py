@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from seedwatch._ledger import StreamLedger
+from seedwatch._report import Report, Stream
+
+
+def report(
+    generation: str, worker: int | None, *, seed: int | None = None, **fingerprints: str
+) -> Report:
+    pid = 1000 + 10 * len(generation) + (worker or 0)
+    streams = {name: Stream(fp, "global" if name == "numpy" else "random.Random")
+               for name, fp in fingerprints.items()}
+    return Report(generation, worker, pid, seed, streams)
+
+
+class TestStreamLedger:
+    def test_distinct_streams_are_no_finding(self) -> None:
+        """Workers drawing different streams produce nothing."""
+        ledger = StreamLedger()
+        ledger.record(report("g0", 0, numpy="a"))
+        ledger.record(report("g0", 1, numpy="b"))
+
+        assert [] == ledger.findings()
+
+    def test_equal_streams_in_one_generation_are_workers(self) -> None:
+        """Two workers of one generation with equal streams make a 'workers' finding."""
+        ledger = StreamLedger()
+        ledger.record(report("g0", 0, rng="a"))
+        ledger.record(report("g0", 1, rng="a"))
+
+        [finding] = ledger.findings()
+
+        assert ("rng", "workers", "a") == (finding.source, finding.kind, finding.fingerprint)
+        assert [0, 1] == [member.worker for member in finding.members]
+
+    def test_equal_streams_across_generations_are_epochs(self) -> None:
+        """The same stream in two generations makes an 'epochs' finding."""
+        ledger = StreamLedger()
+        ledger.record(report("g0", 0, numpy="a"))
+        ledger.record(report("g1", 0, numpy="a"))
+
+        assert ["epochs"] == [finding.kind for finding in ledger.findings()]
+
+    def test_k_equal_streams_are_one_finding_per_kind(self) -> None:
+        """Four workers times three epochs of one stream: two findings, twelve members."""
+        ledger = StreamLedger()
+        for generation in ("g0", "g1", "g2"):
+            for worker in range(4):
+                ledger.record(report(generation, worker, rng="same"))
+
+        found = ledger.findings()
+
+        assert ["epochs", "workers"] == [finding.kind for finding in found]
+        assert [12, 12] == [len(finding.members) for finding in found]
+        assert [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2] == [m.generation for m in found[0].members]
+
+    def test_new_findings_are_announced_once(self) -> None:
+        """A finding is new only for the report that creates it."""
+        ledger = StreamLedger()
+        ledger.record(report("g0", 0, rng="a"))
+        new_second, _ = ledger.record(report("g0", 1, rng="a"))
+        new_third, involving_third = ledger.record(report("g0", 2, rng="a"))
+
+        assert ["workers"] == [finding.kind for finding in new_second]
+        assert [] == new_third
+        assert ["workers"] == [finding.kind for finding in involving_third]
+
+    def test_the_first_reporter_is_not_involved_yet(self) -> None:
+        """The verdict for a stream nobody else drew is clean."""
+        ledger = StreamLedger()
+
+        assert ([], []) == ledger.record(report("g0", 0, rng="a"))
+
+    def test_expected_shared_sources_are_never_reported(self) -> None:
+        """A source declared shared is recorded but produces no finding."""
+        ledger = StreamLedger(expect_shared=["shard_order"])
+        ledger.record(report("g0", 0, shard_order="s", numpy="a"))
+        new, involving = ledger.record(report("g0", 1, shard_order="s", numpy="b"))
+
+        assert ([], [], []) == (new, involving, ledger.findings())
+
+    def test_a_process_reporting_twice_counts_once(self) -> None:
+        """Two threads racing on one process's first fetch do not make a duplicate."""
+        ledger = StreamLedger()
+        ledger.record(report("main", None, numpy="a"))
+        ledger.record(report("main", None, numpy="a"))
+
+        assert [] == ledger.findings()
+
+    def test_generations_are_numbered_in_order_of_arrival(self) -> None:
+        """Opaque generation keys become 0, 1, 2 in the order first heard."""
+        ledger = StreamLedger()
+        for key in ("zz", "aa", "mm"):
+            ledger.record(report(key, 0, rng="x"))
+
+        [finding] = ledger.findings()
+
+        assert [0, 1, 2] == [member.generation for member in finding.members]
