@@ -37,15 +37,16 @@ class StreamLedger:
     Every stream reported so far, grouped by source and fingerprint.
 
     A source named in ``expect_shared`` is recorded but never reported. A process
-    that reports twice in one generation (two threads racing on its first fetch)
-    counts once.
+    draws one stream per source: if it reports a source twice (two copies of a
+    monitored dataset in one process), the second report of it is ignored, so a
+    process's global generator is never its own duplicate.
     """
 
     def __init__(self, expect_shared: Iterable[str] = ()) -> None:
         self._expect_shared = frozenset(expect_shared)
         self._generations: dict[str, int] = {}
         self._groups: dict[str, dict[str, _Group]] = {}
-        self._reporters: set[tuple[int, int | None, int]] = set()
+        self._drawn: set[tuple[str, Member]] = set()
         self._announced: set[tuple[str, str, Kind]] = set()
 
     def record(self, report: Report) -> tuple[list[Finding], list[Finding]]:
@@ -58,13 +59,12 @@ class StreamLedger:
         """
         generation = self._generations.setdefault(report.generation, len(self._generations))
         member = Member(generation, report.worker, report.pid, report.rank, report.seed)
-        reporter = (generation, report.worker, report.pid)
-        if reporter in self._reporters:
-            return [], []
-        self._reporters.add(reporter)
         new: list[Finding] = []
         involving: list[Finding] = []
         for source, stream in report.streams.items():
+            if (source, member) in self._drawn:
+                continue
+            self._drawn.add((source, member))
             group = self._groups.setdefault(source, {}).setdefault(
                 stream.fingerprint, _Group(stream.origin)
             )

@@ -36,7 +36,8 @@ MAX_DRAWS = 4096
 
 _set_class = object.__dict__["__class__"].__set__
 _proxies: dict[int, weakref.ref[MonitoredDataset]] = {}
-_proxies_lock = threading.Lock()
+#: Guards ``_proxies`` and each proxy's armed-to-settled switch.
+_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,10 @@ class MonitoredDataset(wrapt.BaseObjectProxy):  # type: ignore[type-arg]
 
     def _self_report(self) -> None:
         """Fingerprint this process's streams and deliver them; raise if strict and duplicate."""
-        _set_class(self, MonitoredDataset)
+        with _lock:
+            if type(self) is not _ArmedDataset:  # another thread reported first
+                return
+            _set_class(self, MonitoredDataset)
         config = self._self_config
         strict = config.strict_now()
         try:
@@ -265,16 +269,16 @@ def _track(proxy: MonitoredDataset) -> None:
     key = id(proxy)
 
     def forget(_ref: object) -> None:
-        with _proxies_lock:
+        with _lock:
             _proxies.pop(key, None)
 
-    with _proxies_lock:
+    with _lock:
         _proxies[key] = weakref.ref(proxy, forget)
 
 
 def _rearm_after_fork() -> None:
-    global _proxies_lock  # noqa: PLW0603 - the parent's lock may be held by a thread that is gone
-    _proxies_lock = threading.Lock()
+    global _lock  # noqa: PLW0603 - the parent's lock may be held by a thread that is gone
+    _lock = threading.Lock()
     reset_after_fork()
     for ref in list(_proxies.values()):
         proxy = ref()

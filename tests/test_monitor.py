@@ -1,0 +1,231 @@
+from __future__ import annotations
+
+import copy
+import pickle
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
+
+import seedwatch
+from pipelines import BatchedDataset, FailingDataset, HoldsGenerator, StreamDataset, load
+from seedwatch import DuplicateStreamError, DuplicateStreamWarning, findings, monitor
+
+
+class TestProxy:
+    def test_behaves_like_the_dataset(self) -> None:
+        """isinstance, len, attributes, indexing and repr are the wrapped dataset's."""
+        raw = HoldsGenerator(size=5)
+        monitored = monitor(raw)
+
+        assert isinstance(monitored, HoldsGenerator)
+        assert isinstance(monitored, Dataset)
+        assert 5 == len(monitored)
+        assert raw.rng is monitored.rng
+        assert repr(raw) == repr(monitored)
+        monitored.size = 3
+        assert 3 == raw.size
+
+    def test_indexing_yields_the_raw_items(self) -> None:
+        """Items fetched through the proxy equal the raw dataset's, draw for draw."""
+        raw, monitored = HoldsGenerator(), monitor(HoldsGenerator())
+
+        assert [raw[i].tolist() for i in range(6)] == [monitored[i].tolist() for i in range(6)]
+
+    def test_keeps_getitems_absent_when_the_dataset_has_none(self) -> None:
+        """hasattr(__getitems__) answers as for the raw dataset, before and after a fetch."""
+        plain, batched = monitor(HoldsGenerator()), monitor(BatchedDataset())
+
+        assert (False, True) == (hasattr(plain, "__getitems__"), hasattr(batched, "__getitems__"))
+        plain[0]
+        batched.__getitems__([0])
+        assert (False, True) == (hasattr(plain, "__getitems__"), hasattr(batched, "__getitems__"))
+
+    def test_iterates_an_iterable_dataset(self) -> None:
+        """An IterableDataset iterates through the proxy as it does raw."""
+        monitored = monitor(StreamDataset(size=4))
+
+        assert isinstance(monitored, IterableDataset)
+        assert [t.tolist() for t in StreamDataset(size=4)] == [t.tolist() for t in monitored]
+
+    def test_monitoring_twice_returns_the_same_proxy(self) -> None:
+        """A monitored dataset is returned unchanged."""
+        monitored = monitor(HoldsGenerator())
+
+        assert monitor(monitored, strict=True) is monitored
+
+    def test_works_inside_subset_and_concat(self) -> None:
+        """A monitored dataset inside torch's wrappers is still fetched correctly."""
+        monitored = monitor(HoldsGenerator(size=6))
+
+        batches = list(DataLoader(Subset(monitored, [1, 3]), batch_size=2))
+
+        assert [1, 3] == batches[0][:, 0].tolist()
+
+
+class TestCopies:
+    @pytest.mark.parametrize(
+        "duplicate",
+        [copy.copy, copy.deepcopy, lambda ds: pickle.loads(pickle.dumps(ds))],  # noqa: S301
+        ids=["copy", "deepcopy", "pickle"],
+    )
+    def test_copies_are_working_monitored_datasets(self, duplicate: Any) -> None:
+        """A copy behaves as a dataset and stays monitored."""
+        monitored = monitor(HoldsGenerator(size=4))
+
+        twin = duplicate(monitored)
+
+        assert isinstance(twin, HoldsGenerator)
+        assert 4 == len(twin)
+        assert [0, 1] == [twin[i][0].item() for i in range(2)]
+        assert monitor(twin) is twin
+
+    def test_a_deep_copy_reports_to_the_same_monitor(self) -> None:
+        """Workers of a deep copy report into the original's findings."""
+        monitored = monitor(HoldsGenerator(), strict=False)
+        twin = copy.deepcopy(monitored)
+
+        with pytest.warns(DuplicateStreamWarning):
+            load(twin, epochs=1)
+
+        assert ["rng"] == [finding.source for finding in findings(monitored)]
+        assert findings(monitored) == findings(twin)
+
+
+class TestBadInput:
+    @pytest.mark.parametrize("value", [3, None, object()])
+    def test_rejects_non_datasets(self, value: object) -> None:
+        """An object without __getitem__ or __iter__ is a TypeError naming its type."""
+        with pytest.raises(TypeError, match=type(value).__qualname__):
+            monitor(value)
+
+    def test_rejects_a_dataloader_with_directions(self) -> None:
+        """A DataLoader is refused with the call to write instead."""
+        with pytest.raises(TypeError, match=r"DataLoader\(seedwatch.monitor\(dataset\)"):
+            monitor(DataLoader(HoldsGenerator()))
+
+    @pytest.mark.parametrize("draws", [1.5, "16", True])
+    def test_draws_must_be_an_int(self, draws: object) -> None:
+        """A non-integer draws is a TypeError."""
+        with pytest.raises(TypeError, match="draws must be an int"):
+            monitor(HoldsGenerator(), draws=draws)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("draws", [1, 0, -3, 4097])
+    def test_draws_must_be_in_range(self, draws: int) -> None:
+        """draws outside 2..4096 is a ValueError that says the range."""
+        with pytest.raises(ValueError, match="between 2 and 4096"):
+            monitor(HoldsGenerator(), draws=draws)
+
+    def test_strict_must_be_a_bool_or_none(self) -> None:
+        """strict='yes' is a TypeError."""
+        with pytest.raises(TypeError, match="strict"):
+            monitor(HoldsGenerator(), strict="yes")  # type: ignore[arg-type]
+
+    def test_expect_shared_must_hold_strings(self) -> None:
+        """A non-string name is a TypeError."""
+        with pytest.raises(TypeError, match="must be strings"):
+            monitor(HoldsGenerator(), expect_shared=["rng", 3])  # type: ignore[list-item]
+
+    def test_expect_shared_is_not_one_string(self) -> None:
+        """expect_shared='rng' would be read as characters, so it is refused with the fix."""
+        with pytest.raises(TypeError, match=r"expect_shared=\['rng'\]"):
+            monitor(HoldsGenerator(), expect_shared="rng")
+
+    def test_unknown_expect_shared_names_are_allowed(self) -> None:
+        """Names may refer to generators that only exist in workers."""
+        assert 4 == len(monitor(HoldsGenerator(size=4), expect_shared=["made_in_worker"]))
+
+    def test_findings_needs_a_monitored_dataset(self) -> None:
+        """findings() on a raw dataset is a TypeError."""
+        with pytest.raises(TypeError, match=r"seedwatch.monitor\(\)"):
+            findings(HoldsGenerator())
+
+
+class TestMainProcess:
+    def test_fingerprints_once_per_process(self) -> None:
+        """Without workers the main process reports once; later fetches add nothing."""
+        monitored = monitor(HoldsGenerator())
+        for i in range(5):
+            monitored[i]
+        copy.copy(monitored)[0]
+
+        assert [] == findings(monitored)
+
+    def test_a_worker_epoch_repeated_in_the_main_process(self) -> None:
+        """A num_workers=0 pass replaying a worker's stream is an 'epochs' finding."""
+        monitored = monitor(HoldsGenerator())
+        load(monitored, epochs=1, workers=1)
+
+        with pytest.warns(DuplicateStreamWarning, match="'rng' repeats across epochs"):
+            monitored[0]
+
+        [finding] = findings(monitored)
+        assert [0, None] == [member.worker for member in finding.members]
+
+    def test_strict_raises_from_the_fetch(self) -> None:
+        """In strict mode a duplicate found at a main-process fetch raises there."""
+        monitored = monitor(HoldsGenerator(), strict=True)
+        load(monitored, epochs=1, workers=1)
+
+        with pytest.raises(DuplicateStreamError, match="'rng' repeats across epochs"):
+            monitored[0]
+        assert 1 == monitored[1][0].item()  # it raised once; the dataset still works
+
+    def test_logs_a_structured_event_per_new_finding(self) -> None:
+        """Each new finding is one duplicate_rng_stream event with the finding's keys."""
+        monitored = monitor(HoldsGenerator("torch_generator"))
+        load(monitored, epochs=1, workers=1)
+
+        with capture_logs() as logs, pytest.warns(DuplicateStreamWarning, match="'rng'"):
+            monitored[0]
+
+        [event] = [log for log in logs if log["event"] == "duplicate_rng_stream"]
+        assert "warning" == event["log_level"]
+        assert {"source", "kind", "members", "fingerprint", "hint"} <= set(event)
+        assert ("rng", "epochs") == (event["source"], event["kind"])
+
+    def test_strict_follows_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """strict=None reads SEEDWATCH_STRICT when the report is made."""
+        monitored = monitor(HoldsGenerator())
+        load(monitored, epochs=1, workers=1)
+        monkeypatch.setenv("SEEDWATCH_STRICT", "1")
+
+        with pytest.raises(DuplicateStreamError):
+            monitored[0]
+
+    def test_explicit_false_beats_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """strict=False warns even when SEEDWATCH_STRICT=1."""
+        monkeypatch.setenv("SEEDWATCH_STRICT", "1")
+        monitored = monitor(HoldsGenerator(), strict=False)
+        load(monitored, epochs=1, workers=1)
+
+        with pytest.warns(DuplicateStreamWarning):
+            monitored[0]
+
+    def test_no_global_state_between_monitors(self) -> None:
+        """Two monitors of equal datasets do not see each other's streams."""
+        first, second = monitor(HoldsGenerator()), monitor(HoldsGenerator())
+        first[0]
+        second[0]
+
+        assert ([], []) == (findings(first), findings(second))
+
+    def test_user_exceptions_pass_through(self) -> None:
+        """The wrapped dataset's own exception reaches the caller with its type and message."""
+        monitored = monitor(FailingDataset())
+
+        assert 0 == monitored[0]
+        with pytest.raises(KeyError, match="missing sample 5"):
+            monitored[5]
+
+    def test_user_exceptions_at_the_first_fetch_pass_through(self) -> None:
+        """An exception on the very first fetch is the user's, not seedwatch's."""
+        with pytest.raises(KeyError, match="missing sample 5"):
+            monitor(FailingDataset())[5]
+
+
+def test_public_api_is_small_and_sorted() -> None:
+    """The package exports a short, sorted __all__."""
+    assert sorted(seedwatch.__all__) == seedwatch.__all__
+    assert {"monitor", "findings", "Finding", "DuplicateStreamError"} <= set(seedwatch.__all__)
