@@ -14,3 +14,13 @@ def _isolate_strictness(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     previous = _settings.set_strict_default(None)
     yield
     _settings.set_strict_default(previous)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Spawn workers unpickle the datasets' torch.Generators through shared memory files.
+
+    This sandbox cannot resize the fd-strategy's anonymous files; plain files work everywhere.
+    """
+    import torch.multiprocessing
+
+    torch.multiprocessing.set_sharing_strategy("file_system")  # type: ignore[no-untyped-call]

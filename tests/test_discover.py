@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -17,9 +18,8 @@ def paths(root: object) -> list[str]:
     return [path for path, _ in find_generators(root, unwrap=_unwrap)]
 
 
-class Box:
-    def __init__(self, **attributes: Any) -> None:
-        self.__dict__.update(attributes)
+class Box(SimpleNamespace):
+    """An object with whatever attributes a test gives it."""
 
 
 class TestFindGenerators:
@@ -31,13 +31,15 @@ class TestFindGenerators:
 
     def test_sees_through_wrapped_datasets(self) -> None:
         """Subset.dataset and ConcatDataset.datasets are walked."""
-        concat = ConcatDataset([HoldsGenerator(), Subset(HoldsGenerator("torch_generator"), [0])])
+        concat: ConcatDataset[Any] = ConcatDataset(
+            [HoldsGenerator(), Subset(HoldsGenerator("torch_generator"), [0])]
+        )
 
         assert ["datasets[0].rng", "datasets[1].dataset.rng"] == paths(concat)
 
     def test_sees_through_monitored_datasets(self) -> None:
         """A monitored dataset inside another is walked as if unwrapped."""
-        concat = ConcatDataset([monitor(HoldsGenerator())])
+        concat: ConcatDataset[Any] = ConcatDataset([monitor(HoldsGenerator())])
 
         assert ["datasets[0].rng"] == paths(concat)
 

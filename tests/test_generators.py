@@ -59,18 +59,18 @@ class TestUpcomingDraws:
 class TestGlobalDraws:
     def test_reading_leaves_the_globals_alone(self) -> None:
         """Reading numpy, random and torch's globals does not advance them."""
-        np.random.seed(1)  # noqa: NPY002
+        np.random.seed(1)
         random.seed(1)
         torch.manual_seed(1)
-        expected = (np.random.rand(), random.random(), torch.rand(1).item())  # noqa: NPY002
-        np.random.seed(1)  # noqa: NPY002
+        expected = (np.random.rand(), random.random(), torch.rand(1).item())
+        np.random.seed(1)
         random.seed(1)
         torch.manual_seed(1)
 
         for name in GLOBAL_SOURCES:
             global_draws(name, 32)
 
-        assert expected == (np.random.rand(), random.random(), torch.rand(1).item())  # noqa: NPY002
+        assert expected == (np.random.rand(), random.random(), torch.rand(1).item())
 
     def test_follows_reseeding(self) -> None:
         """Reseeding a global with the same seed gives the same fingerprint."""

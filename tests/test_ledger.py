@@ -8,8 +8,10 @@ def report(
     generation: str, worker: int | None, *, seed: int | None = None, **fingerprints: str
 ) -> Report:
     pid = 1000 + 10 * len(generation) + (worker or 0)
-    streams = {name: Stream(fp, "global" if name == "numpy" else "random.Random")
-               for name, fp in fingerprints.items()}
+    streams = {
+        name: Stream(fp, "global" if name == "numpy" else "random.Random")
+        for name, fp in fingerprints.items()
+    }
     return Report(generation, worker, pid, seed, streams)
 
 

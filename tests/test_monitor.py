@@ -19,13 +19,13 @@ class TestProxy:
         raw = HoldsGenerator(size=5)
         monitored = monitor(raw)
 
-        assert isinstance(monitored, HoldsGenerator)
-        assert isinstance(monitored, Dataset)
         assert 5 == len(monitored)
         assert raw.rng is monitored.rng
         assert repr(raw) == repr(monitored)
         monitored.size = 3
         assert 3 == raw.size
+        assert isinstance(monitored, HoldsGenerator)
+        assert isinstance(monitored, Dataset)
 
     def test_indexing_yields_the_raw_items(self) -> None:
         """Items fetched through the proxy equal the raw dataset's, draw for draw."""
