@@ -1,22 +1,54 @@
 """
 seedwatch: catch DataLoader workers, epochs and ranks that draw the same random numbers.
 
-Wrap a dataset with :func:`monitor`, train as usual, and read duplicate streams
-as structlog events and a :class:`DuplicateStreamWarning` each, as a
-:class:`DuplicateStreamError` in strict mode, or with :func:`findings`.
+Wrap a dataset or a DataLoader with :func:`monitor`, train as usual, and read
+duplicate streams as structlog events and a :class:`DuplicateStreamWarning`
+each, as a :class:`DuplicateStreamError` in strict mode, or with :func:`findings`.
+
+Only the cheap names are imported eagerly: the pytest plugin imports this
+package on every pytest run, and must not pay for importing torch.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from seedwatch._errors import DuplicateStreamError, DuplicateStreamWarning
 from seedwatch._finding import Finding, Member
-from seedwatch._proxy import findings, monitor
+
+if TYPE_CHECKING:
+    from seedwatch._api import findings, monitor
+    from seedwatch._sources import Source, register_source, unregister_source
+
+_LAZY = {
+    "Source": "seedwatch._sources",
+    "findings": "seedwatch._api",
+    "monitor": "seedwatch._api",
+    "register_source": "seedwatch._sources",
+    "unregister_source": "seedwatch._sources",
+}
 
 __all__ = [
     "DuplicateStreamError",
     "DuplicateStreamWarning",
     "Finding",
     "Member",
+    "Source",
     "findings",
     "monitor",
+    "register_source",
+    "unregister_source",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'seedwatch' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -17,8 +17,8 @@ import structlog
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from seedwatch._api import findings, monitor
 from seedwatch._errors import DuplicateStreamWarning
-from seedwatch._proxy import findings, monitor
 from seedwatch._render import render_findings
 
 

@@ -40,6 +40,12 @@ def hint_for(source: str, origin: str, kind: Kind, members: Sequence[Member]) ->
         )
     if origin == "global":
         return _global_hint(source, kind)
+    if origin == "custom":
+        return (
+            f"The custom source {source!r} starts from the same state in every "
+            f"{'worker' if kind == 'workers' else 'epoch'}. Reseed it per worker from "
+            "torch.initial_seed() (or get_worker_info().seed) in worker_init_fn."
+        )
     return _instance_hint(source, origin, kind)
 
 

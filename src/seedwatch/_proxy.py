@@ -13,20 +13,20 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from multiprocessing.context import get_spawning_popen
 from typing import Any
 
 import structlog
 import wrapt
-from torch.utils.data import DataLoader, get_worker_info
+from torch.utils.data import get_worker_info
 
 from seedwatch._collector import Collector, collector_for, listen_before_fork, reset_after_fork
 from seedwatch._errors import DuplicateStreamError
-from seedwatch._finding import Finding
 from seedwatch._report import take_report
 from seedwatch._settings import strict_by_default
+from seedwatch._sources import Source, adopt_sources, portable_sources
 from seedwatch._transport import Channel, send
 
 _log = structlog.get_logger("seedwatch")
@@ -91,13 +91,15 @@ class MonitoredDataset(wrapt.BaseObjectProxy):  # type: ignore[type-arg]
     ) -> tuple[Callable[..., MonitoredDataset], tuple[Any, ...]]:
         config = self._self_config
         channel = self._self_channel
+        sources: tuple[Source, ...] = ()
         if get_spawning_popen() is not None:
             # Going to a spawn/forkserver worker, which cannot see this process's
             # settings or collector: pin the strictness and hand over the address.
             config = replace(config, strict=config.strict_now())
             if self._self_collector is not None and self._self_collector.owned:
                 channel = self._self_collector.listen()
-        return _restore, (self.__wrapped__, config, channel)
+            sources = portable_sources()
+        return _restore, (self.__wrapped__, config, channel, sources)
 
     def __reduce__(self) -> tuple[Callable[..., MonitoredDataset], tuple[Any, ...]]:
         return self.__reduce_ex__(2)
@@ -120,16 +122,27 @@ class MonitoredDataset(wrapt.BaseObjectProxy):  # type: ignore[type-arg]
             self._self_collector = collector
         return collector
 
-    def _self_report(self) -> None:
-        """Fingerprint this process's streams and deliver them; raise if strict and duplicate."""
+    def _self_first_fetch(self) -> None:
+        """Report once per process, at the first fetch, whichever way the fetch comes."""
         with _lock:
             if type(self) is not _ArmedDataset:  # another thread reported first
                 return
             _set_class(self, MonitoredDataset)
+        self._self_report()
+
+    def _self_report(self, generation: str | None = None) -> None:
+        """
+        Fingerprint this process's streams now and deliver them; raise if strict and duplicate.
+
+        ``generation`` overrides the process's own generation key: a monitored
+        loader without workers reports the main process once per epoch.
+        """
         config = self._self_config
         strict = config.strict_now()
         try:
             report = take_report(self.__wrapped__, config.draws, unwrap=_unwrap)
+            if generation is not None:
+                report = replace(report, generation=generation)
             if get_worker_info() is None:
                 error = self._self_collector_here().submit(report, strict=strict)
             else:
@@ -139,6 +152,11 @@ class MonitoredDataset(wrapt.BaseObjectProxy):  # type: ignore[type-arg]
             return
         if error:
             raise DuplicateStreamError(error)
+
+    def _self_settle(self) -> None:
+        """Stop reporting at the first fetch in this process (a loader reports instead)."""
+        with _lock:
+            _set_class(self, MonitoredDataset)
 
     def _self_send(self, report: dict[str, Any], *, strict: bool) -> str | None:
         channel = self._self_channel
@@ -156,11 +174,11 @@ class _ArmedDataset(MonitoredDataset):
     """A proxy that has not fetched in this process yet."""
 
     def __getitem__(self, index: Any) -> Any:
-        self._self_report()
+        self._self_first_fetch()
         return self.__wrapped__[index]
 
     def __iter__(self) -> Iterator[Any]:
-        self._self_report()
+        self._self_first_fetch()
         return iter(self.__wrapped__)
 
     @property
@@ -170,91 +188,28 @@ class _ArmedDataset(MonitoredDataset):
             return None
 
         def first_fetch(indices: Any) -> Any:
-            self._self_report()
+            self._self_first_fetch()
             return getitems(indices)
 
         return first_fetch
 
 
-def monitor(
-    dataset: Any,
-    *,
-    strict: bool | None = None,
-    draws: int = 16,
-    expect_shared: Iterable[str] = (),
-) -> Any:
-    """
-    Wrap ``dataset`` so that duplicate random streams in its workers are reported.
-
-    Args:
-        dataset: A map-style dataset (``__getitem__``, optionally ``__getitems__``)
-            or an ``IterableDataset``. A monitored dataset is returned unchanged.
-        strict: ``True`` raises :class:`DuplicateStreamError` from the loader loop,
-            ``False`` warns, ``None`` follows ``SEEDWATCH_STRICT`` (or the pytest
-            option), read when each worker reports.
-        draws: How many upcoming values of each source to fingerprint, 2 to 4096.
-        expect_shared: Source names meant to be equal everywhere (a shard order);
-            they are fingerprinted but never reported. Names may be ones that only
-            exist inside workers.
-
-    Returns:
-        A proxy that behaves exactly like ``dataset``.
-
-    """
-    if isinstance_monitored(dataset):
-        return dataset
-    if isinstance(dataset, DataLoader):
-        raise TypeError(
-            "seedwatch.monitor() expects a dataset, got a DataLoader: "
-            "monitor its dataset before building the loader, "
-            "DataLoader(seedwatch.monitor(dataset), ...)"
-        )
-    if not (hasattr(type(dataset), "__getitem__") or hasattr(type(dataset), "__iter__")):
-        raise TypeError(
-            "seedwatch.monitor() expects a dataset (an object with __getitem__ or __iter__), "
-            f"got {type(dataset).__qualname__}"
-        )
-    if strict is not None and not isinstance(strict, bool):
-        raise TypeError(f"strict must be True, False or None, got {strict!r}")
-    if not isinstance(draws, int) or isinstance(draws, bool):
-        raise TypeError(f"draws must be an int, got {type(draws).__qualname__}")
-    if not MIN_DRAWS <= draws <= MAX_DRAWS:
-        raise ValueError(f"draws must be between {MIN_DRAWS} and {MAX_DRAWS}, got {draws}")
-    if isinstance(expect_shared, str):
-        raise TypeError(
-            f"expect_shared must be a collection of source names, not one string; "
-            f"did you mean expect_shared=[{expect_shared!r}]?"
-        )
-    names = tuple(expect_shared)
-    for name in names:
-        if not isinstance(name, str):
-            raise TypeError(f"expect_shared names must be strings, got {name!r}")
-    config = MonitorConfig(os.urandom(8).hex(), strict, draws, frozenset(names))
-    collector = collector_for(config.monitor_id, config.expect_shared)
-    return _ArmedDataset(dataset, config, collector)
-
-
-def findings(monitored: Any) -> list[Finding]:
-    """
-    Return every duplicate stream found so far for a monitored dataset.
-
-    Deterministic: reports of workers whose batches the caller has received are
-    read before answering. Findings come in a stable order (source, kind, fingerprint).
-    """
-    if not isinstance_monitored(monitored):
-        raise TypeError(
-            "seedwatch.findings() expects a dataset returned by seedwatch.monitor(), "
-            f"got {type(monitored).__qualname__}"
-        )
-    return monitored._self_collector_here().findings()  # type: ignore[no-any-return]
-
-
 def isinstance_monitored(obj: object) -> bool:
     """Return whether ``obj`` is a seedwatch proxy (``isinstance`` sees the wrapped class)."""
-    return issubclass(type(obj), MonitoredDataset)
+    return issubclass(type(obj), (MonitoredDataset, _MonitoredMarker))
 
 
-def _restore(wrapped: object, config: MonitorConfig, channel: Channel | None) -> MonitoredDataset:
+class _MonitoredMarker:
+    """Base for other seedwatch proxies (loaders), so ``monitor()`` leaves them as they are."""
+
+
+def _restore(
+    wrapped: object,
+    config: MonitorConfig,
+    channel: Channel | None,
+    sources: tuple[Source, ...] = (),
+) -> MonitoredDataset:
+    adopt_sources(sources)
     collector = None
     if get_worker_info() is None and channel is None:
         collector = collector_for(config.monitor_id, config.expect_shared)

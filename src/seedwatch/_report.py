@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+import torch
 from torch.utils.data import get_worker_info
 
 from seedwatch._discover import find_generators
@@ -25,6 +26,7 @@ from seedwatch._generators import (
     type_label,
     upcoming_draws,
 )
+from seedwatch._sources import custom_sources
 
 _log = structlog.get_logger("seedwatch")
 
@@ -102,6 +104,14 @@ def take_report(dataset: object, draws: int, unwrap: Callable[[object], object |
     streams: dict[str, Stream] = {}
     for name in GLOBAL_SOURCES:
         streams[name] = Stream(fingerprint(global_draws(name, draws)), "global")
+    for source in custom_sources():
+        try:
+            values = source.read(draws)
+        except Exception as exc:  # noqa: BLE001 - a broken custom source is skipped, not fatal
+            _log.warning("unreadable_source", source=source.name, error=repr(exc))
+            continue
+        if values is not None:
+            streams[source.name] = Stream(fingerprint(values), "custom")
     for path, rng in find_generators(dataset, unwrap=unwrap):
         try:
             values = upcoming_draws(rng, draws)
@@ -110,11 +120,12 @@ def take_report(dataset: object, draws: int, unwrap: Callable[[object], object |
             continue
         streams[path] = Stream(fingerprint(values), type_label(rng))
     if info is None:
+        # torch.initial_seed() tells a reseed-every-epoch loop apart in the main process too.
         return Report(
             generation=generation_key(None),
             worker=None,
             pid=os.getpid(),
-            seed=None,
+            seed=torch.initial_seed(),
             streams=streams,
         )
     return Report(

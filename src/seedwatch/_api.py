@@ -1,0 +1,99 @@
+"""The public entry points: :func:`monitor` and :func:`findings`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from torch.utils.data import DataLoader
+
+from seedwatch._collector import collector_for
+from seedwatch._finding import Finding
+from seedwatch._loader import MonitoredLoader
+from seedwatch._proxy import (
+    MAX_DRAWS,
+    MIN_DRAWS,
+    MonitorConfig,
+    _ArmedDataset,
+    isinstance_monitored,
+)
+
+
+def monitor(
+    dataset: Any,
+    *,
+    strict: bool | None = None,
+    draws: int = 16,
+    expect_shared: Iterable[str] = (),
+) -> Any:
+    """
+    Wrap ``dataset`` so that duplicate random streams in its workers are reported.
+
+    Args:
+        dataset: A map-style dataset (``__getitem__``, optionally ``__getitems__``),
+            an ``IterableDataset``, or a ``DataLoader`` (its dataset is monitored,
+            and each ``iter()`` is an epoch). Monitored objects are returned unchanged.
+        strict: ``True`` raises :class:`DuplicateStreamError` from the loader loop,
+            ``False`` warns, ``None`` follows ``SEEDWATCH_STRICT`` (or the pytest
+            option), read when each worker reports.
+        draws: How many upcoming values of each source to fingerprint, 2 to 4096.
+        expect_shared: Source names meant to be equal everywhere (a shard order);
+            they are fingerprinted but never reported. Names may be ones that only
+            exist inside workers.
+
+    Returns:
+        A proxy that behaves exactly like ``dataset``.
+
+    Raises:
+        TypeError: ``dataset`` is not a dataset, or an option has the wrong type.
+        ValueError: ``draws`` is out of range.
+
+    """
+    if isinstance_monitored(dataset):
+        return dataset
+    if isinstance(dataset, DataLoader):
+        monitored = monitor(
+            dataset.dataset, strict=strict, draws=draws, expect_shared=expect_shared
+        )
+        return MonitoredLoader(dataset, monitored)
+    if not (hasattr(type(dataset), "__getitem__") or hasattr(type(dataset), "__iter__")):
+        raise TypeError(
+            "seedwatch.monitor() expects a dataset (an object with __getitem__ or __iter__), "
+            f"got {type(dataset).__qualname__}"
+        )
+    if strict is not None and not isinstance(strict, bool):
+        raise TypeError(f"strict must be True, False or None, got {strict!r}")
+    if not isinstance(draws, int) or isinstance(draws, bool):
+        raise TypeError(f"draws must be an int, got {type(draws).__qualname__}")
+    if not MIN_DRAWS <= draws <= MAX_DRAWS:
+        raise ValueError(f"draws must be between {MIN_DRAWS} and {MAX_DRAWS}, got {draws}")
+    if isinstance(expect_shared, str):
+        raise TypeError(
+            f"expect_shared must be a collection of source names, not one string; "
+            f"did you mean expect_shared=[{expect_shared!r}]?"
+        )
+    names = tuple(expect_shared)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"expect_shared names must be strings, got {name!r}")
+    config = MonitorConfig(os.urandom(8).hex(), strict, draws, frozenset(names))
+    collector = collector_for(config.monitor_id, config.expect_shared)
+    return _ArmedDataset(dataset, config, collector)
+
+
+def findings(monitored: Any) -> list[Finding]:
+    """
+    Return every duplicate stream found so far for a monitored dataset or loader.
+
+    Deterministic: reports of workers whose batches the caller has received are
+    read before answering. Findings come in a stable order (source, kind, fingerprint).
+    """
+    if isinstance(monitored, MonitoredLoader):
+        monitored = monitored.dataset
+    if not isinstance_monitored(monitored):
+        raise TypeError(
+            "seedwatch.findings() expects what seedwatch.monitor() returned, "
+            f"got {type(monitored).__qualname__}"
+        )
+    return monitored._self_collector_here().findings()  # type: ignore[no-any-return]

@@ -1,0 +1,104 @@
+"""
+The seedwatch pytest plugin, registered through the ``pytest11`` entry point.
+
+``--seedwatch-strict`` (or ``seedwatch_strict = true`` in the ini file) makes every
+monitor created with ``strict=None`` strict for the session, so a test whose
+DataLoader loop meets a duplicate stream fails with ``DuplicateStreamError``.
+``@pytest.mark.seedwatch_strict`` does the same for one test, and the
+``seedwatch`` fixture monitors datasets strictly and asserts they are clean.
+
+pytest loads every installed plugin on every run, so this module imports
+neither torch nor numpy; they load when a test first monitors something.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from seedwatch._settings import set_strict_default, strict_by_default
+from seedwatch.testing import assert_no_findings, strict_mode
+
+_PREVIOUS = pytest.StashKey[bool | None]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add ``--seedwatch-strict`` and the ``seedwatch_strict`` ini option."""
+    group = parser.getgroup("seedwatch", "duplicate random streams in DataLoader workers")
+    group.addoption(
+        "--seedwatch-strict",
+        action="store_true",
+        default=False,
+        help="fail tests whose DataLoaders draw duplicate random streams",
+    )
+    parser.addini(
+        "seedwatch_strict",
+        type="bool",
+        default=False,
+        help="like --seedwatch-strict, from the ini file",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker and, when asked, switch the session to strict mode."""
+    config.addinivalue_line(
+        "markers", "seedwatch_strict: run this test with seedwatch monitors in strict mode"
+    )
+    if _strict_requested(config):
+        config.stash[_PREVIOUS] = set_strict_default(True)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Restore the process-wide default."""
+    if _PREVIOUS in config.stash:
+        set_strict_default(config.stash[_PREVIOUS])
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Show the mode: strict fails tests, warn only warns."""
+    if _strict_requested(config):
+        return "seedwatch: strict mode (duplicate random streams fail tests)"
+    if strict_by_default():
+        return "seedwatch: strict mode (SEEDWATCH_STRICT)"
+    return "seedwatch: warn mode (use --seedwatch-strict to fail tests)"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Run tests marked ``seedwatch_strict`` in strict mode."""
+    if item.get_closest_marker("seedwatch_strict") is None:
+        yield
+        return
+    with strict_mode():
+        yield
+
+
+class SeedwatchFixture:
+    """What the ``seedwatch`` fixture gives a test: strict monitoring and a clean check."""
+
+    def monitor(self, dataset: Any, **options: Any) -> Any:
+        """Monitor ``dataset`` (or a DataLoader), strict unless ``strict=False`` is given."""
+        from seedwatch._api import monitor  # noqa: PLC0415 - torch loads only when used
+
+        options.setdefault("strict", True)
+        return monitor(dataset, **options)
+
+    def assert_clean(self, monitored: Any) -> None:
+        """Fail the test with a readable report if ``monitored`` has findings."""
+        __tracebackhide__ = True
+        try:
+            assert_no_findings(monitored)
+        except AssertionError as error:
+            pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture(name="seedwatch")
+def seedwatch_fixture() -> SeedwatchFixture:
+    """Monitor datasets strictly in this test, and assert they are clean."""
+    return SeedwatchFixture()
+
+
+def _strict_requested(config: pytest.Config) -> bool:
+    return bool(config.getoption("seedwatch_strict") or config.getini("seedwatch_strict"))

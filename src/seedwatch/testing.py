@@ -1,0 +1,45 @@
+"""
+Helpers for users' tests.
+
+Not thread-safe: :func:`strict_mode` changes a process-wide default, so use it
+in set-up code or one test at a time (pytest's default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from seedwatch._settings import set_strict_default
+
+
+def assert_no_findings(monitored: Any) -> None:
+    """
+    Fail with a readable report if a monitored dataset or loader has any finding.
+
+    Args:
+        monitored: What :func:`seedwatch.monitor` returned, after iterating it.
+
+    Raises:
+        AssertionError: With every finding, who drew it, and its fix.
+
+    """
+    from seedwatch._api import findings  # noqa: PLC0415 - keeps importing this module torch-free
+    from seedwatch._render import render_findings  # noqa: PLC0415
+
+    found = findings(monitored)
+    if found:
+        raise AssertionError(
+            f"seedwatch found {len(found)} duplicate random stream(s):\n{render_findings(found)}"
+        )
+
+
+@contextmanager
+def strict_mode(enabled: bool = True) -> Iterator[None]:
+    """Make monitors created with ``strict=None`` strict (or not) inside the block."""
+    previous = set_strict_default(enabled)
+    try:
+        yield
+    finally:
+        set_strict_default(previous)
