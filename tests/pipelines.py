@@ -209,6 +209,29 @@ class SuicidalDataset(Dataset[int]):
         return index
 
 
+#: A library's own module-level generator, which no worker reseeds.
+LIBRARY_RNG = np.random.default_rng(77)
+
+
+def library_rng() -> np.random.Generator:
+    """Return the library generator (a picklable getter for a custom source)."""
+    return LIBRARY_RNG
+
+
+def library_draws(n: int) -> list[int]:
+    """Read the library generator's next ``n`` raw values from a copy of its state."""
+    twin = np.random.PCG64()
+    twin.state = LIBRARY_RNG.bit_generator.state
+    return [int(v) for v in twin.random_raw(n)]
+
+
+class UsesLibrary(GlobalsDataset):
+    """Clean globals, but augments with the library's generator."""
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.tensor([index, int(LIBRARY_RNG.integers(1 << 30))])
+
+
 def constant_seed(worker_id: int) -> None:
     """Bug pattern 3: every worker, every epoch, the same numpy seed."""
     np.random.seed(42)

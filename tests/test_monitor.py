@@ -100,11 +100,6 @@ class TestBadInput:
         with pytest.raises(TypeError, match=type(value).__qualname__):
             monitor(value)
 
-    def test_rejects_a_dataloader_with_directions(self) -> None:
-        """A DataLoader is refused with the call to write instead."""
-        with pytest.raises(TypeError, match=r"DataLoader\(seedwatch.monitor\(dataset\)"):
-            monitor(DataLoader(HoldsGenerator()))
-
     @pytest.mark.parametrize("draws", [1.5, "16", True])
     def test_draws_must_be_an_int(self, draws: object) -> None:
         """A non-integer draws is a TypeError."""

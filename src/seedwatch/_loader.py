@@ -11,7 +11,8 @@ whose ``dataset`` is the monitored dataset. PyTorch forbids reassigning
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import wrapt
@@ -28,13 +29,15 @@ class MonitoredLoader(wrapt.BaseObjectProxy, _MonitoredMarker):  # type: ignore[
     A DataLoader that iterates exactly like the one it wraps, over a monitored dataset.
 
     Every ``iter()`` is an epoch. With ``num_workers=0`` the main process's
-    streams are fingerprinted at each epoch start, so a ``torch.manual_seed(0)``
-    before every epoch is reported even without workers; with workers, each
-    worker reports at its first fetch as usual.
+    streams are fingerprinted at each epoch start and end, so a source that was
+    drawn from and then put back (``torch.manual_seed(0)`` before every epoch)
+    is reported even without workers, while one nobody touched is not. With
+    workers, each worker reports at its first fetch as usual.
     """
 
     _self_shadow: DataLoader[Any]
     _self_epochs: int
+    _self_epoch_end: dict[str, str]
 
     def __init__(self, loader: DataLoader[Any], dataset: MonitoredDataset) -> None:
         super().__init__(loader)
@@ -44,6 +47,7 @@ class MonitoredLoader(wrapt.BaseObjectProxy, _MonitoredMarker):  # type: ignore[
         shadow.__dict__["_iterator"] = None
         self._self_shadow = shadow
         self._self_epochs = 0
+        self._self_epoch_end: dict[str, str] = {}
 
     @property
     def dataset(self) -> MonitoredDataset:
@@ -59,12 +63,26 @@ class MonitoredLoader(wrapt.BaseObjectProxy, _MonitoredMarker):  # type: ignore[
             setattr(self._self_shadow, name, value)
 
     def __iter__(self) -> Iterator[Any]:
+        if self._self_shadow.num_workers > 0:
+            return iter(self._self_shadow)
         epoch, self._self_epochs = self._self_epochs, self._self_epochs + 1
-        if self._self_shadow.num_workers == 0:
-            dataset = self.dataset
-            dataset._self_settle()
-            dataset._self_report(generation=f"main:{os.getpid()}:loader{id(self)}:epoch{epoch}")
-        return iter(self._self_shadow)
+        dataset = self.dataset
+        dataset._self_settle()
+        report = dataset._self_take()
+        # A source that has not moved since the last epoch ended continues its stream:
+        # only a source that was drawn from and then put back is an epoch repeat.
+        moved = {
+            name: stream
+            for name, stream in report.streams.items()
+            if self._self_epoch_end.get(name) != stream.fingerprint
+        }
+        generation = f"main:{os.getpid()}:loader{id(self)}:epoch{epoch}"
+        dataset._self_report(replace(report, generation=generation, streams=moved))
+        return _EpochIterator(iter(self._self_shadow), self._self_end_epoch)
+
+    def _self_end_epoch(self) -> None:
+        streams = self.dataset._self_take().streams
+        self._self_epoch_end = {name: stream.fingerprint for name, stream in streams.items()}
 
     def __repr__(self) -> str:
         return repr(self.__wrapped__)
@@ -79,3 +97,31 @@ class MonitoredLoader(wrapt.BaseObjectProxy, _MonitoredMarker):  # type: ignore[
 
     def __deepcopy__(self, memo: dict[int, Any]) -> MonitoredLoader:
         return self.__copy__()
+
+
+class _EpochIterator(wrapt.BaseObjectProxy):  # type: ignore[type-arg]
+    """The loader's own iterator, telling the loader once when the epoch ends or is abandoned."""
+
+    _self_on_end: Callable[[], None] | None
+
+    def __init__(self, iterator: Iterator[Any], on_end: Callable[[], None]) -> None:
+        super().__init__(iterator)
+        self._self_on_end = on_end
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self.__wrapped__)
+        except StopIteration:
+            self._self_end()
+            raise
+
+    def __del__(self) -> None:
+        self._self_end()
+
+    def _self_end(self) -> None:
+        on_end, self._self_on_end = self._self_on_end, None
+        if on_end is not None:
+            on_end()

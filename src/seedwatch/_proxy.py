@@ -24,7 +24,7 @@ from torch.utils.data import get_worker_info
 
 from seedwatch._collector import Collector, collector_for, listen_before_fork, reset_after_fork
 from seedwatch._errors import DuplicateStreamError
-from seedwatch._report import take_report
+from seedwatch._report import Report, take_report
 from seedwatch._settings import strict_by_default
 from seedwatch._sources import Source, adopt_sources, portable_sources
 from seedwatch._transport import Channel, send
@@ -130,19 +130,17 @@ class MonitoredDataset(wrapt.BaseObjectProxy):  # type: ignore[type-arg]
             _set_class(self, MonitoredDataset)
         self._self_report()
 
-    def _self_report(self, generation: str | None = None) -> None:
+    def _self_report(self, report: Report | None = None) -> None:
         """
-        Fingerprint this process's streams now and deliver them; raise if strict and duplicate.
+        Deliver a report (by default, of this process's streams now); raise if strict and duplicate.
 
-        ``generation`` overrides the process's own generation key: a monitored
-        loader without workers reports the main process once per epoch.
+        A monitored loader without workers passes its own per-epoch reports.
         """
         config = self._self_config
         strict = config.strict_now()
         try:
-            report = take_report(self.__wrapped__, config.draws, unwrap=_unwrap)
-            if generation is not None:
-                report = replace(report, generation=generation)
+            if report is None:
+                report = self._self_take()
             if get_worker_info() is None:
                 error = self._self_collector_here().submit(report, strict=strict)
             else:
@@ -152,6 +150,10 @@ class MonitoredDataset(wrapt.BaseObjectProxy):  # type: ignore[type-arg]
             return
         if error:
             raise DuplicateStreamError(error)
+
+    def _self_take(self) -> Report:
+        """Fingerprint every source this process sees, without delivering anything."""
+        return take_report(self.__wrapped__, self._self_config.draws, unwrap=_unwrap)
 
     def _self_settle(self) -> None:
         """Stop reporting at the first fetch in this process (a loader reports instead)."""

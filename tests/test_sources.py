@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines import (
+    START_METHODS,
+    GlobalsDataset,
+    UsesLibrary,
+    library_draws,
+    library_rng,
+    load,
+)
+from seedwatch import Source, _sources, findings, monitor, register_source, unregister_source
+
+pytestmark = pytest.mark.filterwarnings("ignore::seedwatch.DuplicateStreamWarning")
+
+
+@pytest.fixture(autouse=True)
+def _clean_registry() -> Iterator[None]:
+    yield
+    _sources._registered.clear()
+
+
+class TestRegisterSource:
+    @pytest.mark.parametrize("method", START_METHODS)
+    def test_a_library_generator_is_watched(self, method: str) -> None:
+        """A registered library-global generator repeats in every worker: reported by name."""
+        register_source("library", generator=library_rng)
+        monitored = monitor(UsesLibrary())
+
+        load(monitored, method=method, epochs=1)
+
+        [finding] = findings(monitored)
+        assert ("library", "workers") == (finding.source, finding.kind)
+        assert "custom source 'library'" in finding.hint
+
+    def test_a_draws_reader_is_watched(self) -> None:
+        """A source read through its own draws function is fingerprinted too."""
+        register_source("library", draws=library_draws)
+        monitored = monitor(UsesLibrary())
+
+        load(monitored, epochs=2)
+
+        assert [("library", "epochs"), ("library", "workers")] == [
+            (f.source, f.kind) for f in findings(monitored)
+        ]
+
+    def test_an_unregistered_source_is_not_watched(self) -> None:
+        """unregister_source stops reporting a source."""
+        register_source("library", generator=library_rng)
+        unregister_source("library")
+        monitored = monitor(UsesLibrary())
+
+        load(monitored, epochs=1)
+
+        assert [] == findings(monitored)
+
+    def test_a_source_with_nothing_yet_is_skipped(self) -> None:
+        """A getter returning None (not initialised) is no stream and no error."""
+        register_source("later", generator=lambda: None)
+        monitored = monitor(GlobalsDataset())
+
+        load(monitored, epochs=1)
+
+        assert [] == findings(monitored)
+
+    def test_a_broken_source_never_breaks_loading(self) -> None:
+        """A reader that raises is skipped; the data still flows."""
+
+        def broken(_n: int) -> bytes:
+            raise RuntimeError("no state")
+
+        register_source("broken", draws=broken)
+        monitored = monitor(GlobalsDataset(size=4))
+
+        assert 2 == len(load(monitored, epochs=1)[0])
+
+    def test_an_unpicklable_source_is_dropped_for_spawn_workers(self) -> None:
+        """A lambda source cannot reach spawn workers; loading still works."""
+        register_source("local", generator=lambda: np.random.default_rng(0))
+        monitored = monitor(GlobalsDataset(size=4))
+
+        assert 2 == len(load(monitored, method="spawn", epochs=1)[0])
+        assert [] == findings(monitored)
+
+    @pytest.mark.parametrize("name", ["numpy", "random", "torch"])
+    def test_built_in_names_are_refused(self, name: str) -> None:
+        """The globals' names are taken."""
+        with pytest.raises(ValueError, match="built-in"):
+            register_source(name, generator=library_rng)
+
+    def test_exactly_one_reader(self) -> None:
+        """generator= and draws= are exclusive, and one is required."""
+        with pytest.raises(TypeError, match="exactly one"):
+            register_source("x")
+        with pytest.raises(TypeError, match="exactly one"):
+            register_source("x", generator=library_rng, draws=library_draws)
+
+    def test_readers_must_be_callable(self) -> None:
+        """A generator object instead of a getter is refused with a clear message."""
+        with pytest.raises(TypeError, match="not callable"):
+            Source("x", generator=np.random.default_rng(0))  # type: ignore[arg-type]
+
+
+def test_entry_point_sources_are_loaded_in_every_worker(tmp_path: Path) -> None:
+    """A plugin's seedwatch.sources entry point is read by spawned workers too."""
+    (tmp_path / "libplugin.py").write_text(
+        textwrap.dedent(
+            """
+            import numpy as np
+            import seedwatch
+
+            RNG = np.random.default_rng(5)
+
+            def rng():
+                return RNG
+
+            SOURCE = seedwatch.Source("libplugin.rng", generator=rng)
+
+            def broken():
+                raise RuntimeError("plugin failed to load")
+            """
+        )
+    )
+    dist = tmp_path / "libplugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: libplugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[seedwatch.sources]\nlibplugin = libplugin:SOURCE\nbroken = libplugin:broken\n"
+    )
+    script = textwrap.dedent(
+        """
+        import sys, warnings
+        warnings.simplefilter("ignore")
+        import seedwatch
+        from pipelines import GlobalsDataset, load
+        ds = seedwatch.monitor(GlobalsDataset())
+        load(ds, method="spawn", epochs=1)
+        print(sorted({f.source for f in seedwatch.findings(ds)}))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).parent)])}
+
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
+    )
+
+    assert "['libplugin.rng']" == result.stdout.strip().splitlines()[-1]
+    assert "seedwatch_bad_entry_point" in result.stdout + result.stderr
