@@ -7,6 +7,7 @@ workers can unpickle them.
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import signal
@@ -220,8 +221,7 @@ def library_rng() -> np.random.Generator:
 
 def library_draws(n: int) -> list[int]:
     """Read the library generator's next ``n`` raw values from a copy of its state."""
-    twin = np.random.PCG64()
-    twin.state = LIBRARY_RNG.bit_generator.state
+    twin = copy.deepcopy(LIBRARY_RNG.bit_generator)
     return [int(v) for v in twin.random_raw(n)]
 
 

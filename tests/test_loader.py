@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from typing import Any
 import pickle
 
 import numpy as np
@@ -38,7 +40,8 @@ class TestMonitoredLoader:
     def test_yields_the_same_batches(self, workers: int) -> None:
         """A monitored loader iterates exactly like the raw one, shuffling included."""
         runs = []
-        for wrap in (lambda loader: loader, monitor):
+        wrappers: tuple[Callable[[Any], Any], ...] = (lambda loader: loader, monitor)
+        for wrap in wrappers:
             torch.manual_seed(3)
             loader = DataLoader(HoldsGenerator(), batch_size=3, shuffle=True, num_workers=workers)
             runs.append(batches(wrap(loader)))
