@@ -290,3 +290,16 @@ def load(
                 shutdown()
             raise
     return epochs_seen
+
+
+class _ReseedingLoader(DataLoader[torch.Tensor]):
+    """A loader whose every epoch starts with torch.manual_seed(0) (bug pattern 6)."""
+
+    def __iter__(self) -> Any:
+        torch.manual_seed(0)
+        return super().__iter__()
+
+
+def reseeding_loader() -> DataLoader[torch.Tensor]:
+    """A main-process loader that reseeds torch before every epoch."""
+    return _ReseedingLoader(GlobalsDataset(), batch_size=4)

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import copy
+import pickle
 from collections.abc import Callable
 from typing import Any
-import pickle
 
 import numpy as np
 import pytest

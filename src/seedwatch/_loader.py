@@ -68,6 +68,9 @@ class MonitoredLoader(wrapt.BaseObjectProxy, _MonitoredMarker):  # type: ignore[
         epoch, self._self_epochs = self._self_epochs, self._self_epochs + 1
         dataset = self.dataset
         dataset._self_settle()
+        # After iter(): the epoch's base seed is drawn and any reseeding inside the
+        # loader (a subclass, a sampler) has happened; no sample is fetched yet.
+        iterator = iter(self._self_shadow)
         report = dataset._self_take()
         # A source that has not moved since the last epoch ended continues its stream:
         # only a source that was drawn from and then put back is an epoch repeat.
@@ -78,7 +81,7 @@ class MonitoredLoader(wrapt.BaseObjectProxy, _MonitoredMarker):  # type: ignore[
         }
         generation = f"main:{os.getpid()}:loader{id(self)}:epoch{epoch}"
         dataset._self_report(replace(report, generation=generation, streams=moved))
-        return _EpochIterator(iter(self._self_shadow), self._self_end_epoch)
+        return _EpochIterator(iterator, self._self_end_epoch)
 
     def _self_end_epoch(self) -> None:
         streams = self.dataset._self_take().streams

@@ -43,3 +43,50 @@ def _wrap_items(items: Sequence[str], prefix: str) -> str:
         line += piece + " "
     lines.append(line.rstrip())
     return "\n".join(lines)
+
+
+def render_table(found: Sequence[Finding]) -> str:
+    """Return findings as a table (source, kind, who, fingerprint), each fix under its row."""
+    rows = [(f.source, f.kind, summarise_members(f), f.fingerprint) for f in found]
+    header = ("SOURCE", "KIND", "WHO", "FINGERPRINT")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+
+    lines = [line(header).rstrip()]
+    for finding, row in zip(found, rows, strict=True):
+        lines.append(line(row).rstrip())
+        lines.append(
+            textwrap.fill(
+                finding.hint, _WIDTH, initial_indent="  fix: ", subsequent_indent="       "
+            )
+        )
+    return "\n".join(lines)
+
+
+def summarise_members(finding: Finding) -> str:
+    """Say who shares a stream in a few words: ``gen 0-2 x worker 0-1 (6 processes)``."""
+    generations = sorted({m.generation for m in finding.members})
+    workers = sorted({-1 if m.worker is None else m.worker for m in finding.members})
+    who = "main" if workers == [-1] else f"worker {_ranges([w for w in workers if w >= 0])}"
+    if -1 in workers and who != "main":
+        who = f"main + {who}"
+    ranks = sorted({m.rank for m in finding.members if m.rank is not None})
+    rank = f"rank {_ranges(ranks)} x " if ranks else ""
+    count = len(finding.members)
+    return f"{rank}gen {_ranges(generations)} x {who} ({count} processes)"
+
+
+def _ranges(numbers: Sequence[int]) -> str:
+    """Return ``0-2,5`` for ``[0, 1, 2, 5]``."""
+    parts: list[str] = []
+    start = previous = None
+    for number in [*numbers, None]:
+        if number is not None and previous is not None and number == previous + 1:
+            previous = number
+            continue
+        if start is not None:
+            parts.append(str(start) if start == previous else f"{start}-{previous}")
+        start = previous = number
+    return ",".join(parts)

@@ -1,0 +1,189 @@
+"""
+``seedwatch check TARGET``: run a pipeline through real DataLoader workers and report.
+
+The target is ``package.module:factory`` or ``path/to/file.py:factory``; the
+factory returns a Dataset or a DataLoader (a Dataset or DataLoader object
+itself is accepted too). Exit status: 0 clean, 1 findings, 2 usage errors.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+import torch
+from torch.utils.data import DataLoader
+
+from seedwatch._api import findings, monitor
+from seedwatch._errors import DuplicateStreamError, DuplicateStreamWarning
+from seedwatch._render import render_table
+
+EXIT_CLEAN = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+
+
+_MISSING = object()
+
+
+class TargetError(Exception):
+    """The target cannot be loaded or run; the message is one line for stderr."""
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """What ``seedwatch check`` was asked to do."""
+
+    target: str
+    workers: int = 2
+    epochs: int = 2
+    batch_size: int = 8
+    start_method: str | None = None
+    persistent_workers: bool = False
+    draws: int = 16
+    strict: bool = False
+    json: bool = False
+    expect_shared: tuple[str, ...] = ()
+
+
+def load_target(spec: str) -> Any:
+    """Import ``module:attr`` or ``file.py:attr`` and return the attribute."""
+    location, separator, attribute = spec.rpartition(":")
+    if not separator or not location or not attribute:
+        raise TargetError(
+            f"target {spec!r} must look like package.module:factory or file.py:factory"
+        )
+    if location.endswith(".py") or os.sep in location:
+        path = Path(location)
+        if not path.is_file():
+            raise TargetError(f"no such file: {location}")
+        # Import by name from its directory, so spawned workers can import it too.
+        sys.path.insert(0, str(path.resolve().parent))
+        module_name = path.stem
+    else:
+        sys.path.insert(0, str(Path.cwd()))
+        module_name = location
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise TargetError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    value: Any = module
+    for part in attribute.split("."):
+        value = getattr(value, part, _MISSING)
+        if value is _MISSING:
+            raise TargetError(f"{module_name!r} has no attribute {attribute!r}")
+    return value
+
+
+def build_loader(target: Any, options: CheckOptions) -> Any:
+    """Call the factory and return a monitored DataLoader for it."""
+    made = target
+    if callable(target) and not isinstance(target, DataLoader) and not _is_dataset(target):
+        try:
+            made = target()
+        except Exception as exc:
+            raise TargetError(f"{options.target}() raised {type(exc).__name__}: {exc}") from exc
+
+    def monitored(loader: DataLoader[Any]) -> Any:
+        return monitor(
+            loader,
+            strict=options.strict,
+            draws=options.draws,
+            expect_shared=options.expect_shared,
+        )
+
+    if isinstance(made, DataLoader):
+        return monitored(made)
+    if not _is_dataset(made):
+        raise TargetError(
+            f"{options.target} returned {type(made).__qualname__}, not a Dataset or a DataLoader"
+        )
+    workers = options.workers
+    loader: DataLoader[Any] = DataLoader(
+        made,
+        batch_size=options.batch_size,
+        num_workers=workers,
+        multiprocessing_context=options.start_method if workers else None,
+        persistent_workers=options.persistent_workers and workers > 0,
+    )
+    return monitored(loader)
+
+
+def run_check(options: CheckOptions, *, out: TextIO, err: TextIO) -> int:
+    """Run the check and print the report; return the exit status."""
+    loader = build_loader(load_target(options.target), options)
+    err.write(_describe_run(loader, options) + "\n")
+    stopped = None
+    saved = structlog.get_config()
+    structlog.configure(logger_factory=lambda *_args: structlog.ReturnLogger())
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DuplicateStreamWarning)
+            stopped = _run_epochs(loader, options.epochs, err)
+    finally:
+        structlog.configure(**saved)
+    found = findings(loader)
+    if options.json:
+        out.writelines(json.dumps(finding.as_dict()) + "\n" for finding in found)
+    elif found:
+        out.write(render_table(found) + "\n")
+    sources = len({finding.source for finding in found})
+    summary = (
+        f"{len(found)} finding(s) in {sources} source(s)"
+        if found
+        else "clean: no duplicate streams"
+    )
+    if stopped:
+        summary += f" (strict mode stopped the run in epoch {stopped})"
+    (err if options.json else out).write(summary + "\n")
+    return EXIT_FINDINGS if found else EXIT_CLEAN
+
+
+def _run_epochs(loader: Any, epochs: int, err: TextIO) -> int | None:
+    """Iterate; return the epoch strict mode stopped in, or None."""
+    live = err.isatty()
+    for epoch in range(1, epochs + 1):
+        started, count = time.monotonic(), 0
+        try:
+            for _batch in loader:
+                count += 1
+                if live and count % 50 == 0:
+                    err.write(f"\r  epoch {epoch}/{epochs}: {count} batches")
+                    err.flush()
+        except DuplicateStreamError:
+            return epoch
+        except Exception as exc:
+            raise TargetError(
+                f"the pipeline raised {type(exc).__name__} in epoch {epoch}: {_error_line(exc)}"
+            ) from exc
+        seconds = time.monotonic() - started
+        err.write(f"\r  epoch {epoch}/{epochs}: {count} batches in {seconds:.1f}s\n")
+    return None
+
+
+def _describe_run(loader: Any, options: CheckOptions) -> str:
+    context = loader.multiprocessing_context
+    method = context.get_start_method() if context else torch.multiprocessing.get_start_method()
+    where = f"start method {method}" if loader.num_workers else "in the main process"
+    return (
+        f"seedwatch check {options.target}: {loader.num_workers} workers, {options.epochs} epochs, "
+        f"batch size {loader.batch_size}, {where}"
+    )
+
+
+def _is_dataset(obj: object) -> bool:
+    return hasattr(type(obj), "__getitem__") or hasattr(type(obj), "__iter__")
+
+
+def _error_line(exc: BaseException) -> str:
+    """Return the line that says what went wrong (a worker's traceback ends with it)."""
+    lines = str(exc).strip().splitlines()
+    return lines[-1].strip() if lines else ""

@@ -1,0 +1,177 @@
+"""``seedwatch check``: the command line on buggy, clean and broken targets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from seedwatch._cli import main
+
+TESTS_DIR = Path(__file__).parent
+
+
+def check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(["check", *argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+class TestReport:
+    def test_a_buggy_pipeline_exits_1_with_a_table_and_fixes(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Findings are a table (source, kind, who, fingerprint) with the fix under each."""
+        status, out, err = check(capsys, "pipelines:HoldsGenerator", "--epochs", "2")
+
+        assert 1 == status
+        lines = out.splitlines()
+        assert ["SOURCE", "KIND", "WHO", "FINGERPRINT"] == lines[0].split()
+        assert lines[1].startswith("rng     epochs   gen 0-1 x worker 0-1 (4 processes)")
+        assert lines[2].startswith("  fix: 'rng' (np.random.Generator(PCG64))")
+        assert "2 finding(s) in 1 source(s)" == lines[-1]
+        assert "epoch 2/2: 2 batches" in err
+
+    def test_a_clean_pipeline_exits_0(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """A clean pipeline says so and exits 0."""
+        status, out, _ = check(capsys, "pipelines:GlobalsDataset", "--workers", "3")
+
+        assert (0, "clean: no duplicate streams\n") == (status, out)
+
+    def test_json_prints_one_object_per_finding(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--json is one parseable finding per stdout line; the summary goes to stderr."""
+        status, out, err = check(capsys, "pipelines:GlobalsDataset", "--json", "--epochs", "3")
+        assert (0, "") == (status, out)
+
+        status, out, err = check(capsys, "pipelines:TransformedDataset", "--json", "--epochs", "1")
+
+        rows = [json.loads(line) for line in out.splitlines()]
+        assert 1 == status
+        assert ["augs['noise']", "transform.state", "transforms[1].g"] == [
+            r["source"] for r in rows
+        ]
+        assert {"source", "kind", "members", "fingerprint", "hint"} == set(rows[0])
+        assert "3 finding(s) in 3 source(s)" in err
+
+    def test_expect_shared_and_draws_are_passed_on(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--expect-shared silences a declared shard order."""
+        status, _, _ = check(
+            capsys, "pipelines:ShardOrderDataset", "--expect-shared", "shard_order", "--draws", "4"
+        )
+
+        assert 0 == status
+
+    def test_strict_stops_at_the_first_duplicate(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--strict ends the run in the epoch of the first duplicate, and reports it."""
+        status, out, _ = check(capsys, "pipelines:HoldsGenerator", "--strict", "--epochs", "3")
+
+        assert 1 == status
+        assert out.endswith("(strict mode stopped the run in epoch 1)\n")
+
+    def test_without_workers_epoch_reseeding_is_checked(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--workers 0 runs in the main process and still sees repeated epochs."""
+        status, out, err = check(capsys, "pipelines:reseeding_loader", "--epochs", "2")
+
+        assert 1 == status
+        assert "torch" in out
+        assert "0 workers" in err
+
+    def test_persistent_workers_are_one_generation(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--persistent-workers keeps workers across epochs: only a 'workers' repeat."""
+        _, out, _ = check(
+            capsys, "pipelines:HoldsGenerator", "--persistent-workers", "--epochs", "3"
+        )
+
+        rows = [line for line in out.splitlines()[1:-1] if not line.startswith(" ")]
+        assert ["workers"] == [row.split()[1] for row in rows]
+
+
+class TestBadTargets:
+    @pytest.mark.parametrize(
+        ("target", "message"),
+        [
+            ("no_such_module:factory", "cannot import 'no_such_module'"),
+            ("pipelines:no_such_factory", "'pipelines' has no attribute 'no_such_factory'"),
+            ("pipelines", "must look like package.module:factory"),
+            ("missing/file.py:factory", "no such file: missing/file.py"),
+            ("pipelines:make_generator", "raised TypeError"),
+            ("pipelines:library_rng", "returned Generator, not a Dataset or a DataLoader"),
+            (
+                "pipelines:FailingDataset",
+                "raised KeyError in epoch 1: KeyError: 'missing sample 5'",
+            ),
+        ],
+    )
+    def test_one_clear_line_and_exit_2(
+        self, capsys: pytest.CaptureFixture[str], target: str, message: str
+    ) -> None:
+        """A target that cannot run is one line on stderr and exit 2, no traceback."""
+        status, _, err = check(capsys, target)
+
+        assert 2 == status
+        assert "seedwatch check: error: " in err
+        assert message in err
+        assert "Traceback" not in err
+
+    def test_debug_shows_the_traceback(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--debug adds the traceback."""
+        _, _, err = check(capsys, "pipelines:make_generator", "--debug")
+
+        assert "Traceback" in err
+
+    def test_bad_options_are_usage_errors(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """argparse rejects a negative worker count with status 2."""
+        with pytest.raises(SystemExit) as exit_info:
+            main(["check", "pipelines:GlobalsDataset", "--workers", "-1"])
+
+        assert 2 == exit_info.value.code
+
+
+def test_a_file_target_under_spawn(tmp_path: Path) -> None:
+    """path/to/file.py:factory works as a command, and spawned workers can import it."""
+    target = tmp_path / "my_pipeline.py"
+    target.write_text(
+        textwrap.dedent(
+            """
+            import numpy as np
+            import torch
+            from torch.utils.data import DataLoader, Dataset
+
+            class Crops(Dataset):
+                def __init__(self):
+                    self.rng = np.random.RandomState(0)
+                def __len__(self):
+                    return 8
+                def __getitem__(self, index):
+                    return torch.tensor(self.rng.randint(224))
+
+            def make_loader():
+                return DataLoader(Crops(), batch_size=2, num_workers=2,
+                                  multiprocessing_context="spawn")
+            """
+        )
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-m", "seedwatch", "check", f"{target}:make_loader", "--epochs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+
+    assert 1 == result.returncode, result.stderr
+    assert "rng     workers" in result.stdout
+    assert "start method spawn" in result.stderr
