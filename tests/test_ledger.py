@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from seedwatch._finding import Member
 from seedwatch._ledger import StreamLedger
 from seedwatch._report import Report, Stream
 
@@ -60,26 +61,29 @@ class TestStreamLedger:
         """A finding is new only for the report that creates it."""
         ledger = StreamLedger()
         ledger.record(report("g0", 0, rng="a"))
-        new_second, _ = ledger.record(report("g0", 1, rng="a"))
-        new_third, involving_third = ledger.record(report("g0", 2, rng="a"))
+        new_second = ledger.record(report("g0", 1, rng="a"))
+        third = ledger.record(report("g0", 2, rng="a"))
 
-        assert ["workers"] == [finding.kind for finding in new_second]
-        assert [] == new_third
-        assert ["workers"] == [finding.kind for finding in involving_third]
+        assert ["workers"] == [finding.kind for finding in new_second.new]
+        assert [] == third.new
+        assert ["workers"] == [finding.kind for finding in third.involving]
 
     def test_the_first_reporter_is_not_involved_yet(self) -> None:
         """The verdict for a stream nobody else drew is clean."""
         ledger = StreamLedger()
 
-        assert ([], []) == ledger.record(report("g0", 0, rng="a"))
+        recorded = ledger.record(report("g0", 0, rng="a"))
+
+        assert ([], []) == (recorded.new, recorded.involving)
 
     def test_expected_shared_sources_are_never_reported(self) -> None:
         """A source declared shared is recorded but produces no finding."""
         ledger = StreamLedger(expect_shared=["shard_order"])
         ledger.record(report("g0", 0, shard_order="s", numpy="a"))
-        new, involving = ledger.record(report("g0", 1, shard_order="s", numpy="b"))
+        recorded = ledger.record(report("g0", 1, shard_order="s", numpy="b"))
 
-        assert ([], [], []) == (new, involving, ledger.findings())
+        assert ([], [], []) == (recorded.new, recorded.involving, ledger.findings())
+        assert ["numpy"] == [source for source, _, _ in recorded.streams]
 
     def test_a_process_reporting_twice_counts_once(self) -> None:
         """Two copies reporting from one process do not make it its own duplicate."""
@@ -98,3 +102,37 @@ class TestStreamLedger:
         [finding] = ledger.findings()
 
         assert [0, 1, 2] == [member.generation for member in finding.members]
+
+
+class TestRemoteStreams:
+    def test_a_stream_drawn_on_another_rank_is_a_ranks_finding(self) -> None:
+        """Equal streams on two ranks make one 'ranks' finding with both ranks' members."""
+        ledger = StreamLedger()
+        ledger.record(report("g0", 0, torch="t"))
+        remote = Member(0, 0, 9999, rank=1)
+
+        new, involving = ledger.merge_remote("torch", "t", 1, [remote])
+
+        assert ["ranks"] == [finding.kind for finding in new]
+        assert [None, 1] == [member.rank for member in involving[0].members]
+        assert ["ranks"] == [finding.kind for finding in ledger.findings()]
+
+    def test_a_ranks_finding_is_announced_once(self) -> None:
+        """Hearing of more ranks later updates the finding without announcing it again."""
+        ledger = StreamLedger()
+        ledger.record(report("g0", 0, torch="t"))
+        ledger.merge_remote("torch", "t", 1, [Member(0, 0, 1, rank=1)])
+
+        new, _ = ledger.merge_remote("torch", "t", 2, [Member(0, 0, 2, rank=2)])
+
+        assert [] == new
+        assert 3 == len(ledger.findings()[0].members)
+
+    def test_unknown_and_expected_streams_are_ignored(self) -> None:
+        """Remote news about a stream this rank never drew, or a shared one, is no finding."""
+        ledger = StreamLedger(expect_shared=["order"])
+        ledger.record(report("g0", 0, order="o"))
+
+        assert ([], []) == ledger.merge_remote("torch", "x", 3, [])
+        assert ([], []) == ledger.merge_remote("order", "o", 3, [])
+        assert [] == ledger.findings()

@@ -19,9 +19,11 @@ from seedwatch._finding import Finding, Member
 
 if TYPE_CHECKING:
     from seedwatch._api import findings, monitor
+    from seedwatch._ranks import Distributed
     from seedwatch._sources import Source, register_source, unregister_source
 
 _LAZY = {
+    "Distributed": "seedwatch._ranks",
     "Source": "seedwatch._sources",
     "findings": "seedwatch._api",
     "monitor": "seedwatch._api",
@@ -30,6 +32,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "Distributed",
     "DuplicateStreamError",
     "DuplicateStreamWarning",
     "Finding",

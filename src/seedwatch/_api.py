@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,6 +19,7 @@ from seedwatch._proxy import (
     _ArmedDataset,
     isinstance_monitored,
 )
+from seedwatch._ranks import Distributed
 
 
 def monitor(
@@ -26,6 +28,7 @@ def monitor(
     strict: bool | None = None,
     draws: int = 16,
     expect_shared: Iterable[str] = (),
+    distributed: bool | Distributed | None = None,
 ) -> Any:
     """
     Wrap ``dataset`` so that duplicate random streams in its workers are reported.
@@ -41,6 +44,10 @@ def monitor(
         expect_shared: Source names meant to be equal everywhere (a shard order);
             they are fingerprinted but never reported. Names may be ones that only
             exist inside workers.
+        distributed: Compare streams across ranks through the job's c10d store.
+            ``None`` does so when a default process group is initialized,
+            ``False`` never; ``True`` or a :class:`Distributed` (an explicit
+            store, rank or key namespace) always, warning if it cannot.
 
     Returns:
         A proxy that behaves exactly like ``dataset``.
@@ -54,7 +61,11 @@ def monitor(
         return dataset
     if isinstance(dataset, DataLoader):
         monitored = monitor(
-            dataset.dataset, strict=strict, draws=draws, expect_shared=expect_shared
+            dataset.dataset,
+            strict=strict,
+            draws=draws,
+            expect_shared=expect_shared,
+            distributed=distributed,
         )
         return MonitoredLoader(dataset, monitored)
     if not (hasattr(type(dataset), "__getitem__") or hasattr(type(dataset), "__iter__")):
@@ -62,6 +73,21 @@ def monitor(
             "seedwatch.monitor() expects a dataset (an object with __getitem__ or __iter__), "
             f"got {type(dataset).__qualname__}"
         )
+    names = _validated(strict, draws, expect_shared, distributed)
+    config = MonitorConfig(os.urandom(8).hex(), strict, draws, names)
+    collector = collector_for(
+        config.monitor_id,
+        config.expect_shared,
+        distributed=distributed,
+        label=_label(dataset),
+    )
+    return _ArmedDataset(dataset, config, collector)
+
+
+def _validated(
+    strict: object, draws: object, expect_shared: Iterable[object], distributed: object
+) -> frozenset[str]:
+    """Check monitor()'s options; return the expect_shared names."""
     if strict is not None and not isinstance(strict, bool):
         raise TypeError(f"strict must be True, False or None, got {strict!r}")
     if not isinstance(draws, int) or isinstance(draws, bool):
@@ -73,13 +99,16 @@ def monitor(
             f"expect_shared must be a collection of source names, not one string; "
             f"did you mean expect_shared=[{expect_shared!r}]?"
         )
-    names = tuple(expect_shared)
-    for name in names:
+    names: list[str] = []
+    for name in expect_shared:
         if not isinstance(name, str):
             raise TypeError(f"expect_shared names must be strings, got {name!r}")
-    config = MonitorConfig(os.urandom(8).hex(), strict, draws, frozenset(names))
-    collector = collector_for(config.monitor_id, config.expect_shared)
-    return _ArmedDataset(dataset, config, collector)
+        names.append(name)
+    if distributed is not None and not isinstance(distributed, (bool, Distributed)):
+        raise TypeError(
+            f"distributed must be True, False, None or seedwatch.Distributed, got {distributed!r}"
+        )
+    return frozenset(names)
 
 
 def findings(monitored: Any) -> list[Finding]:
@@ -97,3 +126,15 @@ def findings(monitored: Any) -> list[Finding]:
             f"got {type(monitored).__qualname__}"
         )
     return monitored._self_collector_here().findings()  # type: ignore[no-any-return]
+
+
+_labels: dict[str, int] = {}
+_labels_lock = threading.Lock()
+
+
+def _label(dataset: object) -> str:
+    """Name a monitor the same way on every rank: dataset type and creation order."""
+    kind = type(dataset).__qualname__
+    with _labels_lock:
+        count = _labels[kind] = _labels.get(kind, -1) + 1
+    return f"{kind}:{count}"

@@ -13,17 +13,22 @@ import os
 import threading
 import warnings
 import weakref
-from typing import Any
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
+from typing import Any, TypeVar
 
 import structlog
 
 from seedwatch._errors import DuplicateStreamWarning
 from seedwatch._finding import Finding
 from seedwatch._ledger import StreamLedger
+from seedwatch._ranks import Distributed, RankLink, connect
 from seedwatch._report import Report
 from seedwatch._transport import Channel, Handler, ReportServer
 
 _log = structlog.get_logger("seedwatch")
+_T = TypeVar("_T")
 
 #: Collectors of this process by monitor id, so copies of a proxy share one.
 _collectors: weakref.WeakValueDictionary[str, Collector] = weakref.WeakValueDictionary()
@@ -38,9 +43,20 @@ class Collector:
     ``owner_pid`` is not its own and talks to the parent through :attr:`channel`.
     """
 
-    def __init__(self, monitor_id: str, expect_shared: frozenset[str]) -> None:
+    def __init__(
+        self,
+        monitor_id: str,
+        expect_shared: frozenset[str],
+        *,
+        distributed: bool | Distributed | None = None,
+        label: str = "dataset",
+    ) -> None:
         self.monitor_id = monitor_id
         self.owner_pid = os.getpid()
+        self._distributed = distributed
+        self._label = label
+        self._link: RankLink | None = None
+        self._linked = False
         self._lock = threading.RLock()
         self._ledger = StreamLedger(expect_shared)
         self._server: ReportServer | None = None
@@ -65,21 +81,66 @@ class Collector:
 
     def submit(self, report: Report, *, strict: bool) -> str | None:
         """Judge a report; return the error message for a strict reporter that duplicates."""
+        link = self._rank_link()
+        if link is not None:
+            report = replace(report, rank=link.rank)
         with self._lock:
-            new, involving = self._ledger.record(report)
+            recorded = self._ledger.record(report)
+        new, involving = recorded.new, recorded.involving
+        if link is not None:
+            for source, fp, member in recorded.streams:
+                heard = self._ask_ranks(partial(link.publish, source, fp, member))
+                if heard is not None:
+                    with self._lock:
+                        more_new, more_involving = self._ledger.merge_remote(
+                            source, fp, heard.count, heard.members
+                        )
+                    new += more_new
+                    involving += more_involving
         for finding in new:
             _announce(finding, strict=strict)
         if strict and involving:
             return duplicate_message(involving)
         return None
 
-    def findings(self) -> list[Finding]:
-        """Return everything found so far, including reports already sent but not yet read."""
+    def sync(self) -> None:
+        """Handle reports already sent by workers, and news from other ranks."""
         server = self._server
         if server is not None:
             server.drain()
+        link = self._link
+        if link is None:
+            return
+        for source, fp in self._ask_ranks(link.news) or []:
+            heard = self._ask_ranks(partial(link.look, source, fp))
+            if heard is None:
+                return
+            with self._lock:
+                new, _ = self._ledger.merge_remote(source, fp, heard.count, heard.members)
+            for finding in new:
+                _announce(finding, strict=False)
+
+    def findings(self) -> list[Finding]:
+        """Return everything found so far, including reports already sent but not yet read."""
+        self.sync()
         with self._lock:
             return self._ledger.findings()
+
+    def _rank_link(self) -> RankLink | None:
+        with self._lock:
+            if not self._linked:
+                self._linked = True
+                self._link = self._ask_ranks(lambda: connect(self._distributed, self._label))
+            return self._link
+
+    def _ask_ranks(self, operation: Callable[[], _T]) -> _T | None:
+        """Run a store operation; on failure, log once and carry on as on one machine."""
+        try:
+            return operation()
+        except Exception as exc:  # noqa: BLE001 - a broken store must not stop training
+            _log.warning("seedwatch_store_error", error=repr(exc), action="ranks no longer checked")
+            self._link = None
+            return None
 
     def close(self) -> None:
         """Stop listening (idempotent); findings stay readable."""
@@ -92,12 +153,19 @@ class Collector:
         return {"error": error}
 
 
-def collector_for(monitor_id: str, expect_shared: frozenset[str]) -> Collector:
+def collector_for(
+    monitor_id: str,
+    expect_shared: frozenset[str],
+    *,
+    distributed: bool | Distributed | None = None,
+    label: str = "dataset",
+) -> Collector:
     """Return this process's collector for a monitor, creating it on first use."""
     with _registry_lock:
         collector = _collectors.get(monitor_id)
         if collector is None or not collector.owned:
-            collector = _collectors[monitor_id] = Collector(monitor_id, expect_shared)
+            collector = Collector(monitor_id, expect_shared, distributed=distributed, label=label)
+            _collectors[monitor_id] = collector
         return collector
 
 

@@ -63,10 +63,10 @@ class MonitoredLoader(wrapt.BaseObjectProxy, _MonitoredMarker):  # type: ignore[
             setattr(self._self_shadow, name, value)
 
     def __iter__(self) -> Iterator[Any]:
-        if self._self_shadow.num_workers > 0:
-            return iter(self._self_shadow)
-        epoch, self._self_epochs = self._self_epochs, self._self_epochs + 1
         dataset = self.dataset
+        if self._self_shadow.num_workers > 0:
+            return _EpochIterator(iter(self._self_shadow), self._self_end_epoch)
+        epoch, self._self_epochs = self._self_epochs, self._self_epochs + 1
         dataset._self_settle()
         # After iter(): the epoch's base seed is drawn and any reseeding inside the
         # loader (a subclass, a sampler) has happened; no sample is fetched yet.
@@ -84,8 +84,12 @@ class MonitoredLoader(wrapt.BaseObjectProxy, _MonitoredMarker):  # type: ignore[
         return _EpochIterator(iterator, self._self_end_epoch)
 
     def _self_end_epoch(self) -> None:
-        streams = self.dataset._self_take().streams
-        self._self_epoch_end = {name: stream.fingerprint for name, stream in streams.items()}
+        """Read what the epoch's workers sent and what other ranks said; note the end state."""
+        dataset = self.dataset
+        dataset._self_collector_here().sync()
+        if self._self_shadow.num_workers == 0:
+            streams = dataset._self_take().streams
+            self._self_epoch_end = {name: stream.fingerprint for name, stream in streams.items()}
 
     def __repr__(self) -> str:
         return repr(self.__wrapped__)

@@ -1,0 +1,194 @@
+"""Duplicate streams across ranks: the store protocol, then real process groups."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch.distributed as dist
+import torch.multiprocessing
+
+import rank_jobs
+from seedwatch._finding import Member
+from seedwatch._ranks import SLOTS, Distributed, RankLink, connect
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::seedwatch.DuplicateStreamWarning"),
+    pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available"),
+]
+
+
+@pytest.fixture(name="store")
+def _store(tmp_path: Path) -> Any:
+    return dist.FileStore(str(tmp_path / "store"), 1)
+
+
+def member(rank: int, worker: int = 0, generation: int = 0) -> Member:
+    return Member(generation, worker, 1000 + 10 * rank + worker, rank, 7)
+
+
+class TestRankLink:
+    def test_the_first_publisher_sees_nobody(self, store: Any) -> None:
+        """A stream nobody else drew is nobody else's."""
+        link = RankLink(store, 0, "ns")
+
+        assert (0, ()) == (link.publish("torch", "f", member(0)).count, ())
+
+    def test_a_later_rank_sees_the_earlier_ones(self, store: Any) -> None:
+        """The second rank to publish a stream learns who drew it before."""
+        RankLink(store, 0, "ns").publish("torch", "f", member(0))
+
+        heard = RankLink(store, 1, "ns").publish("torch", "f", member(1))
+
+        assert 1 == heard.count
+        assert [member(0)] == list(heard.members)
+
+    def test_the_earlier_rank_hears_through_its_inbox(self, store: Any) -> None:
+        """The first publisher learns of later ones on its next look at the news."""
+        first, second = RankLink(store, 0, "ns"), RankLink(store, 1, "ns")
+        first.publish("torch", "f", member(0))
+        second.publish("torch", "f", member(1))
+
+        assert [("torch", "f")] == first.news()
+        assert [member(1)] == list(first.look("torch", "f").members)
+        assert [] == first.news()
+
+    def test_own_ranks_streams_are_not_elsewhere(self, store: Any) -> None:
+        """Two workers of one rank are that rank's business, not a rank finding."""
+        link = RankLink(store, 0, "ns")
+        link.publish("rng", "f", member(0, worker=0))
+
+        assert 0 == link.publish("rng", "f", member(0, worker=1)).count
+
+    def test_counts_stay_exact_beyond_the_named_slots(self, store: Any) -> None:
+        """After SLOTS members, more are counted but not named: O(1) per report."""
+        for rank in range(SLOTS + 4):
+            RankLink(store, rank, "ns").publish("torch", "f", member(rank))
+
+        heard = RankLink(store, 99, "ns").look("torch", "f")
+
+        assert (SLOTS + 4, SLOTS) == (heard.count, len(heard.members))
+
+    def test_namespaces_do_not_see_each_other(self, store: Any) -> None:
+        """Two monitors or runs on one store are separate."""
+        RankLink(store, 0, "run-a").publish("torch", "f", member(0))
+
+        assert 0 == RankLink(store, 1, "run-b").publish("torch", "f", member(1)).count
+
+    def test_malformed_values_are_ignored(self, store: Any) -> None:
+        """Garbage in member slots and inboxes is logged and skipped, never fatal."""
+        store.add("ns/s/torch/f/n", 1)
+        store.set("ns/s/torch/f/m1", b"\x80not json")
+        store.add("ns/inbox/1/n", 2)
+        store.set("ns/inbox/1/1", b'{"a": 1}')
+        store.set("ns/inbox/1/2", b'["torch", "f"]')
+        link = RankLink(store, 1, "ns")
+
+        heard = link.publish("torch", "f", member(1))
+
+        assert (1, ()) == (heard.count, heard.members)
+        assert [("torch", "f")] == link.news()
+
+    def test_a_crashed_writer_never_blocks(self, store: Any) -> None:
+        """A slot or inbox entry counted but never written (a dead rank) costs no waiting."""
+        store.add("ns/s/torch/f/n", 1)  # a rank died between counting and writing
+        store.add("ns/inbox/1/n", 1)
+        link = RankLink(store, 1, "ns")
+        store.set_timeout(timedelta(seconds=60))
+        started = time.monotonic()
+
+        heard = link.publish("torch", "f", member(1))
+        news = link.news()
+
+        assert time.monotonic() - started < 2
+        assert (1, (), []) == (heard.count, heard.members, news)
+
+
+class TestConnect:
+    def test_no_process_group_means_one_machine(self) -> None:
+        """Without a process group, automatic mode is off."""
+        assert connect(None, "label") is None
+
+    def test_insisting_without_a_store_warns_and_stays_local(self) -> None:
+        """distributed=True with nothing to connect to logs why and carries on."""
+        assert connect(True, "label") is None
+
+    def test_an_explicit_store_and_rank(self, store: Any) -> None:
+        """Distributed(store, rank, namespace) connects without a process group."""
+        link = connect(Distributed(store=store, rank=3, namespace="mine"), "label")
+
+        assert link is not None
+        assert 3 == link.rank
+
+
+def run_ranks(world: int, scenario: str, tmp_path: Path) -> list[dict[str, Any]]:
+    torch.multiprocessing.spawn(
+        rank_jobs.run_rank,
+        args=(world, rank_jobs.free_port(), str(tmp_path), scenario),
+        nprocs=world,
+        join=True,
+    )
+    return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(world)]
+
+
+def kinds(result: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(f["source"], f["kind"]) for f in result["findings"]}
+
+
+class TestProcessGroups:
+    @pytest.mark.parametrize("world", [2, 4])
+    def test_the_same_seed_on_every_rank(self, world: int, tmp_path: Path) -> None:
+        """manual_seed(42) on every rank: numpy, random and torch repeat across ranks."""
+        results = run_ranks(world, "same_seed", tmp_path)
+
+        for result in results:
+            assert {("numpy", "ranks"), ("random", "ranks"), ("torch", "ranks")} == kinds(result)
+            assert all(list(range(world)) == f["ranks"] for f in result["findings"])
+
+    def test_distinct_seeds_are_clean(self, tmp_path: Path) -> None:
+        """manual_seed(42 + rank) gives every rank its own streams."""
+        results = run_ranks(2, "distinct", tmp_path)
+
+        assert [[], []] == [result["findings"] for result in results]
+
+    def test_instance_generators_repeat_across_ranks(self, tmp_path: Path) -> None:
+        """A generator built in __init__ repeats in workers, epochs and ranks."""
+        results = run_ranks(2, "instance", tmp_path)
+
+        for result in results:
+            assert {("rng", "workers"), ("rng", "epochs"), ("rng", "ranks")} <= kinds(result)
+
+    def test_expect_shared_applies_across_ranks(self, tmp_path: Path) -> None:
+        """A declared shard order equal on every rank is not reported."""
+        results = run_ranks(2, "expect_shared", tmp_path)
+
+        assert [[], []] == [result["findings"] for result in results]
+
+    def test_strict_mode_raises_on_a_rank(self, tmp_path: Path) -> None:
+        """In strict mode the loop of a rank that repeats another's stream raises."""
+        results = run_ranks(2, "strict", tmp_path)
+
+        raised = [result["raised"] for result in results if result["raised"]]
+        assert raised
+        assert all("repeats across ranks" in message for message in raised)
+
+    def test_a_dead_rank_does_not_hang_the_others(self, tmp_path: Path) -> None:
+        """A rank that crashed mid-write leaves holes; the survivor's calls still return."""
+        context = multiprocessing.get_context("spawn")
+        port = rank_jobs.free_port()
+        ranks = [
+            context.Process(target=rank_jobs.lonely_rank, args=(rank, port, str(tmp_path)))
+            for rank in (0, 1)
+        ]
+        for process in ranks:
+            process.start()
+        for process in ranks:
+            process.join(timeout=120)
+
+        assert [0, 3] == [process.exitcode for process in ranks]
+        assert {"findings": 0} == json.loads((tmp_path / "rank0.json").read_text())
