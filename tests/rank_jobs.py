@@ -76,7 +76,7 @@ def run_rank(rank: int, world: int, port: int, out: str, scenario: str) -> None:
 def lonely_rank(rank: int, port: int, out: str) -> None:
     """Rank 0 of two whose partner dies: its own seedwatch calls must still return."""
     warnings.simplefilter("ignore")
-    store = dist.TCPStore(
+    store = dist.TCPStore(  # type: ignore[attr-defined]
         "127.0.0.1", port, 2, is_master=rank == 0, timeout=timedelta(seconds=60)
     )
     if rank == 1:

@@ -25,7 +25,7 @@ pytestmark = [
 
 @pytest.fixture(name="store")
 def _store(tmp_path: Path) -> Any:
-    return dist.FileStore(str(tmp_path / "store"), 1)
+    return dist.FileStore(str(tmp_path / "store"), 1)  # type: ignore[attr-defined]
 
 
 def member(rank: int, worker: int = 0, generation: int = 0) -> Member:
@@ -127,7 +127,7 @@ class TestConnect:
 
 
 def run_ranks(world: int, scenario: str, tmp_path: Path) -> list[dict[str, Any]]:
-    torch.multiprocessing.spawn(
+    torch.multiprocessing.spawn(  # type: ignore[attr-defined,no-untyped-call]
         rank_jobs.run_rank,
         args=(world, rank_jobs.free_port(), str(tmp_path), scenario),
         nprocs=world,

@@ -170,17 +170,24 @@ class ReportServer:
                 if self._closed:
                     return
                 watched = [self._listener, self._wake_reader, *self._connections]
-            with selectors.DefaultSelector() as selector:
-                for sock in watched:
-                    selector.register(sock, selectors.EVENT_READ)
-                selector.select()
+            try:
+                with selectors.DefaultSelector() as selector:
+                    for sock in watched:
+                        selector.register(sock, selectors.EVENT_READ)
+                    selector.select()
+            except (OSError, ValueError):
+                # drain() closed a connection after the snapshot: take a new one.
+                pass
             with self._lock:
                 if self._closed:
                     return
                 with contextlib.suppress(OSError):
                     while self._wake_reader.recv(4096):
                         pass
-                self._pump()
+                try:
+                    self._pump()
+                except Exception as exc:  # noqa: BLE001 - this thread must outlive any bug
+                    _log.warning("seedwatch_collector_error", error=repr(exc))
 
     def _pump(self) -> None:
         """Accept and read everything pending; the lock is held."""
