@@ -5,13 +5,18 @@ from seedwatch._ledger import StreamLedger
 from seedwatch._report import Report, Stream
 
 
+def fp(name: str) -> str:
+    """Return a fingerprint as reports carry them (16 hex digits) for a readable name."""
+    return f"{int.from_bytes(name.encode()[:8], 'big'):016x}"
+
+
 def report(
     generation: str, worker: int | None, *, seed: int | None = None, **fingerprints: str
 ) -> Report:
     pid = 1000 + 10 * len(generation) + (worker or 0)
     streams = {
-        name: Stream(fp, "global" if name == "numpy" else "random.Random")
-        for name, fp in fingerprints.items()
+        name: Stream(fp(value), "global" if name == "numpy" else "random.Random")
+        for name, value in fingerprints.items()
     }
     return Report(generation, worker, pid, seed, streams)
 
@@ -33,7 +38,7 @@ class TestStreamLedger:
 
         [finding] = ledger.findings()
 
-        assert ("rng", "workers", "a") == (finding.source, finding.kind, finding.fingerprint)
+        assert ("rng", "workers", fp("a")) == (finding.source, finding.kind, finding.fingerprint)
         assert [0, 1] == [member.worker for member in finding.members]
 
     def test_equal_streams_across_generations_are_epochs(self) -> None:
@@ -111,7 +116,7 @@ class TestRemoteStreams:
         ledger.record(report("g0", 0, torch="t"))
         remote = Member(0, 0, 9999, rank=1)
 
-        new, involving = ledger.merge_remote("torch", "t", 1, [remote])
+        new, involving = ledger.merge_remote("torch", fp("t"), 1, [remote])
 
         assert ["ranks"] == [finding.kind for finding in new]
         assert [None, 1] == [member.rank for member in involving[0].members]
@@ -121,9 +126,9 @@ class TestRemoteStreams:
         """Hearing of more ranks later updates the finding without announcing it again."""
         ledger = StreamLedger()
         ledger.record(report("g0", 0, torch="t"))
-        ledger.merge_remote("torch", "t", 1, [Member(0, 0, 1, rank=1)])
+        ledger.merge_remote("torch", fp("t"), 1, [Member(0, 0, 1, rank=1)])
 
-        new, _ = ledger.merge_remote("torch", "t", 2, [Member(0, 0, 2, rank=2)])
+        new, _ = ledger.merge_remote("torch", fp("t"), 2, [Member(0, 0, 2, rank=2)])
 
         assert [] == new
         assert 3 == len(ledger.findings()[0].members)
@@ -133,6 +138,6 @@ class TestRemoteStreams:
         ledger = StreamLedger(expect_shared=["order"])
         ledger.record(report("g0", 0, order="o"))
 
-        assert ([], []) == ledger.merge_remote("torch", "x", 3, [])
-        assert ([], []) == ledger.merge_remote("order", "o", 3, [])
+        assert ([], []) == ledger.merge_remote("torch", fp("x"), 3, [])
+        assert ([], []) == ledger.merge_remote("order", fp("o"), 3, [])
         assert [] == ledger.findings()

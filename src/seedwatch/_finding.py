@@ -8,7 +8,7 @@ from typing import Literal
 Kind = Literal["workers", "epochs", "ranks"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Member:
     """
     One process that drew a stream.
@@ -49,7 +49,7 @@ class Member:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finding:
     """
     A set of equal streams of one source.

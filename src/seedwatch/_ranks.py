@@ -10,9 +10,9 @@ may never write. Per stream (source and fingerprint) the keys are:
 - ``…/r<rank>``: the same counter for one rank; ``n`` above it means others;
 - ``…/m<i>``: the first :data:`SLOTS` members, as JSON, to name who they are.
 
-A rank that finds others already there tells them through their *inbox*
-(``…/inbox/<rank>/…``), so the first publisher learns of later ones on its next
-:meth:`RankLink.news`. Values are JSON, never pickle; a malformed value is logged
+A rank that finds others already there tells the named ones, once per stream
+(``…/told<rank>``), through their *inbox* (``…/inbox/<rank>/…``), so the first
+publishers learn of later ones on their next :meth:`RankLink.news`. Values are JSON, never pickle; a malformed value is logged
 and ignored.
 """
 
@@ -89,7 +89,9 @@ class RankLink:
                 return Elsewhere(0, ())
             elsewhere = self._read(base, total, mine)
             for rank in sorted({m.rank for m in elsewhere.members if m.rank is not None}):
-                self._notify(rank, source, fp)
+                # Tell each named rank once per stream, so no inbox grows with the world size.
+                if self._store.add(f"{base}/told{rank}", 1) == 1:
+                    self._notify(rank, source, fp)
             return elsewhere
 
     def look(self, source: str, fp: str) -> Elsewhere:
@@ -126,7 +128,9 @@ class RankLink:
 
     def _read(self, base: str, total: int, mine: int) -> Elsewhere:
         slots = [f"{base}/m{i}" for i in range(1, min(total, SLOTS) + 1)]
-        present = [key for key in slots if self._store.check([key])]
+        present = (
+            slots if self._store.check(slots) else [k for k in slots if self._store.check([k])]
+        )
         values = self._store.multi_get(present) if present else []
         members = [m for m in map(_decode_member, values) if m is not None and m.rank != self.rank]
         return Elsewhere(total - mine, tuple(members))

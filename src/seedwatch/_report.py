@@ -74,7 +74,7 @@ class Report:
             raise ValueError("a report must be a JSON object")  # noqa: TRY004 - malformed input is a ValueError
         try:
             streams = {
-                _text(name): Stream(_text(fp), _text(origin))
+                _text(name): Stream(_fingerprint(fp), _text(origin))
                 for name, (fp, origin) in data["streams"].items()
             }
             return cls(
@@ -155,6 +155,12 @@ def generation_key(worker_id: int | None, seed: int | None = None) -> str:
         return f"workers:{os.getppid()}:{parents}:{identity[-1] - worker_id}"
     base_seed = None if seed is None else seed - worker_id
     return f"seed:{base_seed}"
+
+
+def _fingerprint(value: object) -> str:
+    text = _text(value)
+    int(text, 16)  # ValueError when not hex
+    return text
 
 
 def _text(value: object) -> str:
