@@ -57,6 +57,8 @@ class Collector:
         self._label = label
         self._link: RankLink | None = None
         self._linked = False
+        #: Streams other ranks drew too, re-read by findings() to name everyone.
+        self._shared: set[tuple[str, str]] = set()
         self._lock = threading.RLock()
         self._ledger = StreamLedger(expect_shared)
         self._server: ReportServer | None = None
@@ -90,8 +92,9 @@ class Collector:
         if link is not None:
             for source, fp, member in recorded.streams:
                 heard = self._ask_ranks(partial(link.publish, source, fp, member))
-                if heard is not None:
+                if heard is not None and heard.count:
                     with self._lock:
+                        self._shared.add((source, fp))
                         more_new, more_involving = self._ledger.merge_remote(
                             source, fp, heard.count, heard.members
                         )
@@ -103,15 +106,24 @@ class Collector:
             return duplicate_message(involving)
         return None
 
-    def sync(self) -> None:
-        """Handle reports already sent by workers, and news from other ranks."""
+    def sync(self, *, refresh: bool = False) -> None:
+        """
+        Handle reports already sent by workers, and news from other ranks.
+
+        With ``refresh``, also re-read every stream known to be shared with other
+        ranks, so their members are current (one look per shared stream).
+        """
         server = self._server
         if server is not None:
             server.drain()
         link = self._link
         if link is None:
             return
-        for source, fp in self._ask_ranks(link.news) or []:
+        news = self._ask_ranks(link.news) or []
+        with self._lock:
+            self._shared.update(news)
+            streams = sorted(self._shared) if refresh else news
+        for source, fp in streams:
             heard = self._ask_ranks(partial(link.look, source, fp))
             if heard is None:
                 return
@@ -122,7 +134,7 @@ class Collector:
 
     def findings(self) -> list[Finding]:
         """Return everything found so far, including reports already sent but not yet read."""
-        self.sync()
+        self.sync(refresh=True)
         with self._lock:
             return self._ledger.findings()
 

@@ -12,8 +12,8 @@ may never write. Per stream (source and fingerprint) the keys are:
 
 A rank that finds others already there tells the named ones, once per stream
 (``…/told<rank>``), through their *inbox* (``…/inbox/<rank>/…``), so the first
-publishers learn of later ones on their next :meth:`RankLink.news`. Values are JSON, never pickle; a malformed value is logged
-and ignored.
+publishers learn of later ones on their next :meth:`RankLink.news`. Values are
+JSON, never pickle; a malformed value is logged and ignored.
 """
 
 from __future__ import annotations
