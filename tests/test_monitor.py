@@ -33,14 +33,14 @@ class TestProxy:
 
         assert [raw[i].tolist() for i in range(6)] == [monitored[i].tolist() for i in range(6)]
 
-    def test_keeps_getitems_absent_when_the_dataset_has_none(self) -> None:
-        """hasattr(__getitems__) answers as for the raw dataset, before and after a fetch."""
+    def test_getitems_is_none_when_the_dataset_has_none(self) -> None:
+        """Without __getitems__ it reads None (DataLoader and Subset treat it as absent)."""
         plain, batched = monitor(HoldsGenerator()), monitor(BatchedDataset())
 
-        assert (False, True) == (hasattr(plain, "__getitems__"), hasattr(batched, "__getitems__"))
+        assert (None, True) == (plain.__getitems__, callable(batched.__getitems__))
         plain[0]
-        batched.__getitems__([0])
-        assert (False, True) == (hasattr(plain, "__getitems__"), hasattr(batched, "__getitems__"))
+        assert [0] == [t.tolist()[0] for t in batched.__getitems__([0])]
+        assert (None, True) == (plain.__getitems__, callable(batched.__getitems__))
 
     def test_iterates_an_iterable_dataset(self) -> None:
         """An IterableDataset iterates through the proxy as it does raw."""

@@ -1,0 +1,57 @@
+"""Datasets for the benchmarks; a module of their own so spawned workers can import them."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+class Trivial(Dataset[int]):
+    """Returns its index: the cheapest possible item, so any overhead shows."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+class Images(Dataset[torch.Tensor]):
+    """A realistic item: random crop, flip and noise on a 224x224x3 uint8 image, in numpy."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.image = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        top, left = np.random.randint(0, 32, size=2)
+        crop = self.image[top : top + 224, left : left + 224]
+        if np.random.rand() < 0.5:
+            crop = crop[:, ::-1]
+        noisy = crop.astype(np.int16) + np.random.randint(-8, 9, size=crop.shape, dtype=np.int16)
+        return torch.from_numpy(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+class ManyGenerators(Dataset[int]):
+    """Eight instance generators of every kind, for the first-fetch cost."""
+
+    def __init__(self) -> None:
+        self.rngs = [np.random.default_rng(i) for i in range(3)]
+        self.states = {"a": np.random.RandomState(1), "b": np.random.RandomState(2)}
+        self.python = random.Random(3)
+        self.torch = [torch.Generator().manual_seed(4), torch.Generator().manual_seed(5)]
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> int:
+        return index

@@ -1,0 +1,415 @@
+"""
+seedwatch overhead benchmarks: raw and monitored, side by side, in one run.
+
+    python benchmarks/run.py            # the full suite (about 10 minutes on 2 cores)
+    python benchmarks/run.py --quick    # a seconds-long smoke run (what CI runs)
+
+Every figure compares raw and monitored measured alternately in the same run,
+repeated, as median and spread; ratios carry a 95% bootstrap confidence
+interval over the paired repetitions. Results go to benchmarks/results/ as
+Markdown and JSON, with the machine and library versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import random
+import socket
+import statistics
+import sys
+import time
+import timeit
+import tracemalloc
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import wrapt
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import seedwatch  # noqa: E402
+from bench_data import Images, ManyGenerators, Trivial  # noqa: E402
+from seedwatch._collector import Collector  # noqa: E402
+from seedwatch._finding import Member  # noqa: E402
+from seedwatch._proxy import _unwrap  # noqa: E402
+from seedwatch._ranks import RankLink  # noqa: E402
+from seedwatch._report import Report, Stream, take_report  # noqa: E402
+from seedwatch._transport import send  # noqa: E402
+
+Row = dict[str, Any]
+
+
+def spread(samples: Sequence[float]) -> Row:
+    """Median and interquartile range."""
+    ordered = sorted(samples)
+    quartiles = statistics.quantiles(ordered, n=4) if len(ordered) > 1 else [ordered[0]] * 3
+    return {"median": statistics.median(ordered), "q1": quartiles[0], "q3": quartiles[2]}
+
+
+def ratio_ci(raw: Sequence[float], monitored: Sequence[float], rounds: int = 4000) -> Row:
+    """Median of paired monitored/raw ratios, with a 95% bootstrap interval."""
+    ratios = [m / r for r, m in zip(raw, monitored, strict=True)]
+    rng = random.Random(0)
+    medians = sorted(
+        statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(rounds)
+    )
+    return {
+        "ratio": statistics.median(ratios),
+        "low": medians[int(0.025 * rounds)],
+        "high": medians[int(0.975 * rounds) - 1],
+    }
+
+
+def alternate(reps: int, raw: Callable[[], float], monitored: Callable[[], float]) -> tuple[list[float], list[float]]:
+    """Run raw and monitored alternately (order flipped every repetition)."""
+    raw_samples, monitored_samples = [], []
+    for rep in range(reps):
+        pair = [(raw, raw_samples), (monitored, monitored_samples)]
+        for run, samples in pair if rep % 2 == 0 else reversed(pair):
+            samples.append(run())
+    return raw_samples, monitored_samples
+
+
+# 1. Per-item path ------------------------------------------------------------------------
+
+
+def per_item(quick: bool) -> Row:
+    """ns per ds[i]: raw, a bare wrapt proxy, monitored (after the first fetch)."""
+    number, reps = (20_000, 5) if quick else (200_000, 15)
+    monitored = seedwatch.monitor(Trivial(10))
+    monitored[0]
+    candidates = {
+        "raw": Trivial(10),
+        "wrapt": wrapt.BaseObjectProxy(Trivial(10)),
+        "monitored": monitored,
+    }
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    for rep in range(reps):
+        order = list(candidates)
+        order = order[rep % 3 :] + order[: rep % 3]
+        for name in order:
+            timer = timeit.Timer("ds[5]", globals={"ds": candidates[name]})
+            samples[name].append(timer.timeit(number) / number * 1e9)
+    result = {name: spread(values) for name, values in samples.items()}
+    result["overhead_ns"] = result["monitored"]["median"] - result["raw"]["median"]
+    result["ratio"] = ratio_ci(samples["raw"], samples["monitored"])
+    return result
+
+
+# 2. DataLoader throughput --------------------------------------------------------------------
+
+
+def _epoch(dataset: Any, batch_size: int, workers: int, method: str | None) -> tuple[float, float]:
+    """Return (steady items/s after the first batch, seconds to the first batch)."""
+    loader = DataLoader(
+        dataset, batch_size=batch_size, num_workers=workers, multiprocessing_context=method
+    )
+    started = time.perf_counter()
+    iterator = iter(loader)
+    first = next(iterator)
+    first_at = time.perf_counter()
+    items = 0
+    for batch in iterator:
+        items += len(batch)
+    ended = time.perf_counter()
+    del first
+    return items / (ended - first_at), first_at - started
+
+
+def _make(kind: str, size: int, monitored: bool) -> Any:
+    dataset = Trivial(size) if kind == "trivial" else Images(size)
+    return seedwatch.monitor(dataset) if monitored else dataset
+
+
+def throughput(quick: bool, worker_counts: Sequence[int], methods: Sequence[str]) -> list[Row]:
+    """Items/s raw vs monitored for every configuration, ratio with its interval."""
+    seconds, reps = (0.15, 3) if quick else (1.0, 9)
+    rows = []
+    for kind in ("trivial", "images"):
+        for workers in worker_counts:
+            for method in methods if workers else [None]:
+                for batch_size in (1, 64):
+                    probe_size = 256 if kind == "images" else 4096
+                    rate, _ = _epoch(_make(kind, probe_size, False), batch_size, workers, method)
+                    size = max(int(rate * seconds), 4 * batch_size * max(workers, 1))
+
+                    def run(monitored: bool, size: int = size, batch: int = batch_size,
+                            w: int = workers, m: str | None = method) -> float:
+                        return _epoch(_make(kind, size, monitored), batch, w, m)[0]
+
+                    run(False)
+                    run(True)
+                    raw, monitored = alternate(reps, lambda: run(False), lambda: run(True))
+                    rows.append(
+                        {
+                            "dataset": kind,
+                            "workers": workers,
+                            "start_method": method or "-",
+                            "batch_size": batch_size,
+                            "items": size,
+                            "raw_items_per_s": spread(raw),
+                            "monitored_items_per_s": spread(monitored),
+                            "ratio": ratio_ci(raw, monitored),
+                        }
+                    )
+                    print(_throughput_line(rows[-1]), file=sys.stderr)
+    return rows
+
+
+def _throughput_line(row: Row) -> str:
+    ratio = row["ratio"]
+    return (
+        f"  {row['dataset']:8} w={row['workers']} {row['start_method']:5} b={row['batch_size']:<3}"
+        f" raw {row['raw_items_per_s']['median']:>10.0f}/s"
+        f" monitored {row['monitored_items_per_s']['median']:>10.0f}/s"
+        f" ratio {ratio['ratio']:.3f} [{ratio['low']:.3f}, {ratio['high']:.3f}]"
+    )
+
+
+# 3. First fetch --------------------------------------------------------------------------------
+
+
+def first_fetch(quick: bool) -> Row:
+    """Fingerprinting, report send and strict round trip (µs); time to first batch (spawn)."""
+    runs = 30 if quick else 300
+    many = ManyGenerators()
+
+    def micros(action: Callable[[], object]) -> Row:
+        samples = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            action()
+            samples.append((time.perf_counter() - started) * 1e6)
+        return spread(samples)
+
+    report = take_report(many, 16, _unwrap)
+    collector = Collector("bench", frozenset())
+    channel = collector.listen()
+    message = {"report": report.to_plain()}
+    result: Row = {
+        "sources": len(report.streams),
+        "fingerprint_globals_us": micros(lambda: take_report(Trivial(1), 16, _unwrap)),
+        "fingerprint_us": micros(lambda: take_report(many, 16, _unwrap)),
+        "send_us": micros(lambda: send(channel, message, await_reply=False)),
+        "strict_round_trip_us": micros(lambda: send(channel, message, await_reply=True)),
+    }
+    collector.close()
+    reps = 3 if quick else 9
+    raw, monitored = alternate(
+        reps,
+        lambda: _epoch(_make("trivial", 64, False), 8, 2, "spawn")[1],
+        lambda: _epoch(_make("trivial", 64, True), 8, 2, "spawn")[1],
+    )
+    result["ttfb_spawn_raw_s"] = spread(raw)
+    result["ttfb_spawn_monitored_s"] = spread(monitored)
+    result["ttfb_ratio"] = ratio_ci(raw, monitored)
+    return result
+
+
+# 4. Main-process cost per report ----------------------------------------------------------------
+
+
+def per_report(quick: bool) -> Row:
+    """Memory and time per report in the main process after many simulated reports."""
+    count = 10_000 if quick else 100_000
+    sources = ("numpy", "random", "torch", "rng")
+    rng = random.Random(0)
+    messages = [
+        {
+            "report": Report(
+                generation=f"workers:1::{index // 8 * 8}",
+                worker=index % 8,
+                pid=100_000 + index,
+                seed=rng.getrandbits(63),
+                streams={name: Stream(f"{rng.getrandbits(64):016x}", "global") for name in sources},
+            ).to_plain(),
+            "await": False,
+        }
+        for index in range(count)
+    ]
+    collector = Collector("bench", frozenset())
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    started = time.perf_counter()
+    for message in messages:
+        collector._handle(message)
+    elapsed = time.perf_counter() - started
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return {
+        "reports": count,
+        "sources_per_report": len(sources),
+        "us_per_report": elapsed / count * 1e6,
+        "bytes_per_generation_source": (after - before) / (count * len(sources)),
+    }
+
+
+# 5. Ranks -------------------------------------------------------------------------------------
+
+
+def ranks(quick: bool) -> list[Row]:
+    """Per-report cost of publishing to a real TCPStore on loopback, by number of ranks."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = torch.distributed.TCPStore("127.0.0.1", port, is_master=True, wait_for_workers=False)
+    rows = []
+    for world in (8, 64) if quick else (8, 64, 1024):
+        for scenario in ("same seed", "distinct seeds"):
+            namespace = f"bench/{world}/{scenario}"
+            started = time.perf_counter()
+            for rank in range(world):
+                link = RankLink(store, rank, namespace)
+                for worker in range(8):
+                    member = Member(0, worker, rank * 100 + worker, rank, 0)
+                    for source in ("numpy", "random", "torch"):
+                        seed = worker if scenario == "same seed" else rank * 8 + worker
+                        link.publish(source, f"{seed:016x}", member)
+            reports = world * 8
+            rows.append(
+                {
+                    "ranks": world,
+                    "workers": 8,
+                    "scenario": scenario,
+                    "reports": reports,
+                    "us_per_report": (time.perf_counter() - started) / reports * 1e6,
+                }
+            )
+            print(f"  ranks={world:5} {scenario:14} {rows[-1]['us_per_report']:8.0f} µs/report",
+                  file=sys.stderr)
+    return rows
+
+
+# Output ------------------------------------------------------------------------------------
+
+
+def machine() -> Row:
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "wrapt": wrapt.__version__,
+    }
+
+
+def markdown(results: Row) -> str:
+    lines = [f"Machine: {results['machine']['platform']}, {results['machine']['cpus']} CPUs, "
+             f"Python {results['machine']['python']}, torch {results['machine']['torch']}, "
+             f"numpy {results['machine']['numpy']}, wrapt {results['machine']['wrapt']}; "
+             f"{results['machine']['date']}.", ""]
+    if "per_item" in results:
+        item = results["per_item"]
+        lines += [
+            "**Per item** (`ds[i]`, trivial dataset, after the first fetch, ns, median [IQR])",
+            "",
+            "| raw | bare wrapt proxy | monitored | monitored − raw |",
+            "|---|---|---|---|",
+            f"| {_fmt(item['raw'])} | {_fmt(item['wrapt'])} | {_fmt(item['monitored'])} "
+            f"| {item['overhead_ns']:.1f} |",
+            "",
+        ]
+    if "throughput" in results:
+        lines += [
+            "**DataLoader throughput** (items/s after the first batch, median; ratio monitored/raw "
+            "with 95% CI)",
+            "",
+            "| dataset | workers | start | batch | raw | monitored | ratio [95% CI] |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in results["throughput"]:
+            ratio = row["ratio"]
+            lines.append(
+                f"| {row['dataset']} | {row['workers']} | {row['start_method']} | "
+                f"{row['batch_size']} | {row['raw_items_per_s']['median']:.0f} | "
+                f"{row['monitored_items_per_s']['median']:.0f} | "
+                f"{ratio['ratio']:.3f} [{ratio['low']:.3f}, {ratio['high']:.3f}] |"
+            )
+        lines.append("")
+    if "first_fetch" in results:
+        first = results["first_fetch"]
+        ttfb = first["ttfb_ratio"]
+        lines += [
+            f"**First fetch per worker** ({first['sources']} sources: 3 globals + 8 instance "
+            "generators, 16 draws; µs, median [IQR])",
+            "",
+            "| fingerprint (3 globals) | fingerprint (all) | report send | strict round trip "
+            "| time to first batch, spawn, monitored/raw |",
+            "|---|---|---|---|---|",
+            f"| {_fmt(first['fingerprint_globals_us'])} | {_fmt(first['fingerprint_us'])} | "
+            f"{_fmt(first['send_us'])} | {_fmt(first['strict_round_trip_us'])} | "
+            f"{ttfb['ratio']:.3f} [{ttfb['low']:.3f}, {ttfb['high']:.3f}] |",
+            "",
+        ]
+    if "per_report" in results:
+        report = results["per_report"]
+        lines += [
+            f"**Main process per report** (after {report['reports']:,} simulated reports of "
+            f"{report['sources_per_report']} sources): {report['us_per_report']:.1f} µs per "
+            f"report, {report['bytes_per_generation_source']:.0f} bytes per "
+            "(worker generation, source).",
+            "",
+        ]
+    if "ranks" in results:
+        lines += [
+            "**Ranks** (publishing to a TCPStore on loopback; 8 workers per rank, 3 sources each)",
+            "",
+            "| ranks | scenario | reports | µs per report |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {row['ranks']} | {row['scenario']} | {row['reports']} | {row['us_per_report']:.0f} |"
+            for row in results["ranks"]
+        ]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _fmt(value: Row) -> str:
+    return f"{value['median']:.1f} [{value['q1']:.1f}–{value['q3']:.1f}]"
+
+
+SECTIONS = ("per_item", "throughput", "first_fetch", "per_report", "ranks")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--workers", default="0,2", help="worker counts, e.g. 0,2,4,8,16")
+    parser.add_argument("--start-methods", default="fork,spawn")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--name", help="results file name (default: latest, or smoke)")
+    arguments = parser.parse_args(argv)
+    warnings.simplefilter("ignore")
+    worker_counts = [int(w) for w in arguments.workers.split(",")]
+    methods = arguments.start_methods.split(",")
+    results: Row = {"machine": machine(), "quick": arguments.quick}
+    for section in arguments.sections:
+        print(f"{section} ...", file=sys.stderr)
+        if section == "throughput":
+            results[section] = throughput(arguments.quick, worker_counts, methods)
+        else:
+            results[section] = globals()[section](arguments.quick)
+    name = arguments.name or ("smoke" if arguments.quick else "latest")
+    arguments.out.mkdir(parents=True, exist_ok=True)
+    (arguments.out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown(results)
+    (arguments.out / f"{name}.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
