@@ -26,6 +26,7 @@ import timeit
 import tracemalloc
 import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +37,15 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import seedwatch  # noqa: E402
-from bench_data import Images, ManyGenerators, Trivial  # noqa: E402
-from seedwatch._collector import Collector  # noqa: E402
-from seedwatch._finding import Member  # noqa: E402
-from seedwatch._proxy import _unwrap  # noqa: E402
-from seedwatch._ranks import RankLink  # noqa: E402
-from seedwatch._report import Report, Stream, take_report  # noqa: E402
-from seedwatch._transport import send  # noqa: E402
+from bench_data import Images, ManyGenerators, Trivial
+
+import seedwatch
+from seedwatch._collector import Collector
+from seedwatch._finding import Member
+from seedwatch._proxy import _unwrap
+from seedwatch._ranks import RankLink
+from seedwatch._report import Report, Stream, take_report
+from seedwatch._transport import send
 
 Row = dict[str, Any]
 
@@ -59,9 +61,7 @@ def ratio_ci(raw: Sequence[float], monitored: Sequence[float], rounds: int = 400
     """Median of paired monitored/raw ratios, with a 95% bootstrap interval."""
     ratios = [m / r for r, m in zip(raw, monitored, strict=True)]
     rng = random.Random(0)
-    medians = sorted(
-        statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(rounds)
-    )
+    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(rounds))
     return {
         "ratio": statistics.median(ratios),
         "low": medians[int(0.025 * rounds)],
@@ -69,7 +69,9 @@ def ratio_ci(raw: Sequence[float], monitored: Sequence[float], rounds: int = 400
     }
 
 
-def alternate(reps: int, raw: Callable[[], float], monitored: Callable[[], float]) -> tuple[list[float], list[float]]:
+def alternate(
+    reps: int, raw: Callable[[], float], monitored: Callable[[], float]
+) -> tuple[list[float], list[float]]:
     """Run raw and monitored alternately (order flipped every repetition)."""
     raw_samples, monitored_samples = [], []
     for rep in range(reps):
@@ -125,6 +127,12 @@ def _epoch(dataset: Any, batch_size: int, workers: int, method: str | None) -> t
     return items / (ended - first_at), first_at - started
 
 
+def _items_per_s(
+    monitored: bool, *, kind: str, size: int, batch: int, workers: int, method: str | None
+) -> float:
+    return _epoch(_make(kind, size, monitored), batch, workers, method)[0]
+
+
 def _make(kind: str, size: int, monitored: bool) -> Any:
     dataset = Trivial(size) if kind == "trivial" else Images(size)
     return seedwatch.monitor(dataset) if monitored else dataset
@@ -132,23 +140,28 @@ def _make(kind: str, size: int, monitored: bool) -> Any:
 
 def throughput(quick: bool, worker_counts: Sequence[int], methods: Sequence[str]) -> list[Row]:
     """Items/s raw vs monitored for every configuration, ratio with its interval."""
-    seconds, reps = (0.15, 3) if quick else (1.0, 9)
+    seconds, reps = (0.05, 3) if quick else (1.0, 9)
     rows = []
     for kind in ("trivial", "images"):
         for workers in worker_counts:
             for method in methods if workers else [None]:
                 for batch_size in (1, 64):
-                    probe_size = 256 if kind == "images" else 4096
+                    probe_size = (16 if quick else 256) if kind == "images" else 4096
                     rate, _ = _epoch(_make(kind, probe_size, False), batch_size, workers, method)
                     size = max(int(rate * seconds), 4 * batch_size * max(workers, 1))
 
-                    def run(monitored: bool, size: int = size, batch: int = batch_size,
-                            w: int = workers, m: str | None = method) -> float:
-                        return _epoch(_make(kind, size, monitored), batch, w, m)[0]
+                    run = partial(
+                        _items_per_s,
+                        kind=kind,
+                        size=size,
+                        batch=batch_size,
+                        workers=workers,
+                        method=method,
+                    )
 
                     run(False)
                     run(True)
-                    raw, monitored = alternate(reps, lambda: run(False), lambda: run(True))
+                    raw, monitored = alternate(reps, partial(run, False), partial(run, True))
                     rows.append(
                         {
                             "dataset": kind,
@@ -203,14 +216,16 @@ def first_fetch(quick: bool) -> Row:
         "strict_round_trip_us": micros(lambda: send(channel, message, await_reply=True)),
     }
     collector.close()
-    reps = 3 if quick else 9
+    # Time to first batch: spawn pays a fresh interpreter per worker (fork in --quick).
+    reps, method = (2, "fork") if quick else (9, "spawn")
     raw, monitored = alternate(
         reps,
-        lambda: _epoch(_make("trivial", 64, False), 8, 2, "spawn")[1],
-        lambda: _epoch(_make("trivial", 64, True), 8, 2, "spawn")[1],
+        lambda: _epoch(_make("trivial", 64, False), 8, 2, method)[1],
+        lambda: _epoch(_make("trivial", 64, True), 8, 2, method)[1],
     )
-    result["ttfb_spawn_raw_s"] = spread(raw)
-    result["ttfb_spawn_monitored_s"] = spread(monitored)
+    result["ttfb_start_method"] = method
+    result["ttfb_raw_s"] = spread(raw)
+    result["ttfb_monitored_s"] = spread(monitored)
     result["ttfb_ratio"] = ratio_ci(raw, monitored)
     return result
 
@@ -220,7 +235,7 @@ def first_fetch(quick: bool) -> Row:
 
 def per_report(quick: bool) -> Row:
     """Memory and time per report in the main process after many simulated reports."""
-    count = 10_000 if quick else 100_000
+    count = 5_000 if quick else 100_000
     sources = ("numpy", "random", "torch", "rng")
     rng = random.Random(0)
     messages = [
@@ -263,7 +278,7 @@ def ranks(quick: bool) -> list[Row]:
         port = sock.getsockname()[1]
     store = torch.distributed.TCPStore("127.0.0.1", port, is_master=True, wait_for_workers=False)
     rows = []
-    for world in (8, 64) if quick else (8, 64, 1024):
+    for world in (8,) if quick else (8, 64, 1024):
         for scenario in ("same seed", "distinct seeds"):
             namespace = f"bench/{world}/{scenario}"
             started = time.perf_counter()
@@ -284,8 +299,10 @@ def ranks(quick: bool) -> list[Row]:
                     "us_per_report": (time.perf_counter() - started) / reports * 1e6,
                 }
             )
-            print(f"  ranks={world:5} {scenario:14} {rows[-1]['us_per_report']:8.0f} µs/report",
-                  file=sys.stderr)
+            print(
+                f"  ranks={world:5} {scenario:14} {rows[-1]['us_per_report']:8.0f} µs/report",
+                file=sys.stderr,
+            )
     return rows
 
 
@@ -305,10 +322,13 @@ def machine() -> Row:
 
 
 def markdown(results: Row) -> str:
-    lines = [f"Machine: {results['machine']['platform']}, {results['machine']['cpus']} CPUs, "
-             f"Python {results['machine']['python']}, torch {results['machine']['torch']}, "
-             f"numpy {results['machine']['numpy']}, wrapt {results['machine']['wrapt']}; "
-             f"{results['machine']['date']}.", ""]
+    lines = [
+        f"Machine: {results['machine']['platform']}, {results['machine']['cpus']} CPUs, "
+        f"Python {results['machine']['python']}, torch {results['machine']['torch']}, "
+        f"numpy {results['machine']['numpy']}, wrapt {results['machine']['wrapt']}; "
+        f"{results['machine']['date']}.",
+        "",
+    ]
     if "per_item" in results:
         item = results["per_item"]
         lines += [
@@ -345,7 +365,7 @@ def markdown(results: Row) -> str:
             "generators, 16 draws; µs, median [IQR])",
             "",
             "| fingerprint (3 globals) | fingerprint (all) | report send | strict round trip "
-            "| time to first batch, spawn, monitored/raw |",
+            f"| time to first batch, {first['ttfb_start_method']}, monitored/raw |",
             "|---|---|---|---|---|",
             f"| {_fmt(first['fingerprint_globals_us'])} | {_fmt(first['fingerprint_us'])} | "
             f"{_fmt(first['send_us'])} | {_fmt(first['strict_round_trip_us'])} | "
@@ -395,6 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.simplefilter("ignore")
     worker_counts = [int(w) for w in arguments.workers.split(",")]
     methods = arguments.start_methods.split(",")
+    if arguments.quick:
+        methods = methods[:1]
     results: Row = {"machine": machine(), "quick": arguments.quick}
     for section in arguments.sections:
         print(f"{section} ...", file=sys.stderr)
