@@ -33,14 +33,35 @@ class TestProxy:
 
         assert [raw[i].tolist() for i in range(6)] == [monitored[i].tolist() for i in range(6)]
 
-    def test_getitems_is_none_when_the_dataset_has_none(self) -> None:
-        """Without __getitems__ it reads None (DataLoader and Subset treat it as absent)."""
-        plain, batched = monitor(HoldsGenerator()), monitor(BatchedDataset())
+    def test_batches_are_fetched_item_by_item_without_getitems(self) -> None:
+        """Without its own __getitems__, a batch is the dataset's items in index order."""
+        raw, monitored = HoldsGenerator(), monitor(HoldsGenerator())
 
-        assert (None, True) == (plain.__getitems__, callable(batched.__getitems__))
-        plain[0]
-        assert [0] == [t.tolist()[0] for t in batched.__getitems__([0])]
-        assert (None, True) == (plain.__getitems__, callable(batched.__getitems__))
+        batches = [monitored.__getitems__([3, 1]), monitored.__getitems__([0])]
+
+        assert [[raw[3].tolist(), raw[1].tolist()], [raw[0].tolist()]] == [
+            [item.tolist() for item in batch] for batch in batches
+        ]
+
+    def test_small_batches_go_back_to_per_item_fetching(self) -> None:
+        """After a batch under 16 items, __getitems__ reads None: the cheaper path for them."""
+        monitored = monitor(HoldsGenerator(size=64))
+        monitored.__getitems__(list(range(32)))
+        assert callable(monitored.__getitems__)
+
+        monitored.__getitems__([0, 1])
+
+        assert monitored.__getitems__ is None
+        assert [5, 6] == [monitored[i][0].item() for i in (5, 6)]
+
+    def test_a_datasets_own_getitems_is_used(self) -> None:
+        """A dataset's __getitems__ serves the batch, before and after the first fetch."""
+        monitored = monitor(BatchedDataset())
+
+        monitored.__getitems__([0, 1])
+        monitored.__getitems__([2])
+
+        assert 0 == monitored.single_fetches
 
     def test_iterates_an_iterable_dataset(self) -> None:
         """An IterableDataset iterates through the proxy as it does raw."""

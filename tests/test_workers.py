@@ -240,6 +240,15 @@ class TestTransparency:
             raw, monitored = raw_and_monitored(factory, "fork", batch_size=4)
             assert raw == monitored
 
+    @pytest.mark.parametrize("batch_size", [1, 16, 32])
+    def test_every_batch_size_is_bit_identical(self, batch_size: int) -> None:
+        """Small batches fetch per item, large ones per batch: both are transparent."""
+        raw, monitored = raw_and_monitored(
+            lambda: TransformedDataset(size=64), "fork", batch_size=batch_size
+        )
+
+        assert raw == monitored
+
     def test_no_workers_is_bit_identical(self) -> None:
         """Main-process fetching is transparent."""
         raw, monitored = raw_and_monitored(TransformedDataset, "fork", workers=0)

@@ -15,10 +15,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
+import structlog
 import wrapt
 from torch.utils.data import DataLoader
 
 from seedwatch._proxy import MonitoredDataset, _MonitoredMarker
+
+_log = structlog.get_logger("seedwatch")
 
 #: Attributes the shadow keeps its own: every other attribute set on the proxy is mirrored.
 _SHADOW_EXCLUDED = frozenset({"dataset", "_iterator"})
@@ -130,5 +133,9 @@ class _EpochIterator(wrapt.BaseObjectProxy):  # type: ignore[type-arg]
 
     def _self_end(self) -> None:
         on_end, self._self_on_end = self._self_on_end, None
-        if on_end is not None:
+        if on_end is None:
+            return
+        try:
             on_end()
+        except Exception as exc:  # noqa: BLE001 - bookkeeping must not break the user's loop
+            _log.warning("seedwatch_internal_error", error=repr(exc))
