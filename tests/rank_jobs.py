@@ -45,8 +45,10 @@ def run_rank(rank: int, world: int, port: int, out: str, scenario: str) -> None:
         dataset, options = ShardOrderDataset(), {"expect_shared": ["shard_order"]}
     if scenario == "strict":
         options = {"strict": True}
-    monitored = seedwatch.monitor(dataset, **options)
-    loader = DataLoader(monitored, batch_size=4, num_workers=2, multiprocessing_context="fork")
+    loader = seedwatch.monitor(
+        DataLoader(dataset, batch_size=4, num_workers=2, multiprocessing_context="fork"),
+        **options,
+    )
     raised = None
     try:
         for _ in range(1 if scenario == "strict" else 2):
@@ -54,9 +56,8 @@ def run_rank(rank: int, world: int, port: int, out: str, scenario: str) -> None:
                 pass
     except seedwatch.DuplicateStreamError as error:
         raised = str(error)
-    seedwatch.findings(monitored)
     dist.barrier()
-    found = seedwatch.findings(monitored)
+    found = seedwatch.findings(loader)
     result = {
         "raised": raised,
         "findings": [

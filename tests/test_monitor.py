@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import copy
 import pickle
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -244,3 +246,46 @@ def test_public_api_is_small_and_sorted() -> None:
     """The package exports a short, sorted __all__."""
     assert sorted(seedwatch.__all__) == seedwatch.__all__
     assert {"monitor", "findings", "Finding", "DuplicateStreamError"} <= set(seedwatch.__all__)
+
+
+class TestThreads:
+    def test_concurrent_first_fetches_report_once(self) -> None:
+        """Eight threads racing on a fresh proxy: one report, correct items, no finding."""
+        monitored = monitor(HoldsGenerator(size=64))
+        barrier = threading.Barrier(8)
+
+        def fetch(index: int) -> int:
+            barrier.wait()
+            return int(monitored[index][0])
+
+        with ThreadPoolExecutor(8) as pool:
+            indices = list(pool.map(fetch, range(8)))
+
+        assert list(range(8)) == indices
+        assert [] == findings(monitored)
+
+    @pytest.mark.filterwarnings("ignore::seedwatch.DuplicateStreamWarning")
+    def test_findings_while_workers_report(self) -> None:
+        """findings() from other threads while a loader runs neither blocks nor loses reports."""
+        monitored = monitor(HoldsGenerator(size=64))
+        stop = threading.Event()
+        seen: list[int] = []
+
+        def poll() -> None:
+            while not stop.is_set():
+                seen.append(len(findings(monitored)))
+
+        pollers = [threading.Thread(target=poll) for _ in range(3)]
+        for poller in pollers:
+            poller.start()
+        try:
+            load(monitored, epochs=2, workers=2, batch_size=4)
+        finally:
+            stop.set()
+            for poller in pollers:
+                poller.join()
+
+        assert [("rng", "epochs"), ("rng", "workers")] == [
+            (f.source, f.kind) for f in findings(monitored)
+        ]
+        assert seen
