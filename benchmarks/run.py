@@ -311,7 +311,7 @@ def ranks(quick: bool) -> list[Row]:
 
 def machine() -> Row:
     return {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),

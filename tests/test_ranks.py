@@ -14,8 +14,10 @@ import torch.distributed as dist
 import torch.multiprocessing
 
 import rank_jobs
+from seedwatch._collector import Collector
 from seedwatch._finding import Member
 from seedwatch._ranks import SLOTS, Distributed, RankLink, connect
+from seedwatch._report import Report, Stream
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::seedwatch.DuplicateStreamWarning"),
@@ -192,3 +194,25 @@ class TestProcessGroups:
 
         assert [0, 3] == [process.exitcode for process in ranks]
         assert {"findings": 0} == json.loads((tmp_path / "rank0.json").read_text())
+
+
+def test_automatic_mode_links_once_a_process_group_exists(tmp_path: Path) -> None:
+    """A report made before init_process_group stays local; later ones reach the store."""
+    collector = Collector("late", frozenset(), label="Late:0")
+
+    def report(pid: int, fingerprint: str) -> Report:
+        return Report("main:1", None, pid, 0, {"numpy": Stream(fingerprint, "global")})
+
+    collector.submit(report(1, "00000000000000aa"), strict=False)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
+    try:
+        collector.submit(report(2, "00000000000000bb"), strict=False)
+        store = dist.distributed_c10d._get_default_store()
+        counts = [
+            store.add(f"seedwatch/run/Late:0/s/numpy/{fp}/n", 0)
+            for fp in ("00000000000000aa", "00000000000000bb")
+        ]
+    finally:
+        dist.destroy_process_group()
+
+    assert [0, 1] == counts

@@ -57,6 +57,7 @@ class Collector:
         self._label = label
         self._link: RankLink | None = None
         self._linked = False
+        self._store_failed = False
         #: Streams other ranks drew too, re-read by findings() to name everyone.
         self._shared: set[tuple[str, str]] = set()
         self._lock = threading.RLock()
@@ -141,8 +142,12 @@ class Collector:
     def _rank_link(self) -> RankLink | None:
         with self._lock:
             if not self._linked:
-                self._linked = True
-                self._link = self._ask_ranks(lambda: connect(self._distributed, self._label))
+                self._link = self._ask_ranks(partial(connect, self._distributed, self._label))
+                # Automatic mode keeps asking: the process group may come up after the
+                # first report (a dataset touched before init_process_group).
+                self._linked = (
+                    self._link is not None or self._distributed is not None or self._store_failed
+                )
             return self._link
 
     def _ask_ranks(self, operation: Callable[[], _T]) -> _T | None:
@@ -152,6 +157,7 @@ class Collector:
         except Exception as exc:  # noqa: BLE001 - a broken store must not stop training
             _log.warning("seedwatch_store_error", error=repr(exc), action="ranks no longer checked")
             self._link = None
+            self._store_failed = True
             return None
 
     def close(self) -> None:
