@@ -20,7 +20,6 @@ import torch
 GLOBAL_SOURCES = ("numpy", "random", "torch")
 
 #: The RNG classes seedwatch recognises on a dataset, for isinstance checks.
-GeneratorLike = np.random.Generator | np.random.BitGenerator | np.random.RandomState
 RNG_TYPES: tuple[type, ...] = (
     np.random.Generator,
     np.random.BitGenerator,

@@ -107,11 +107,12 @@ def _split_frames(buffer: bytes) -> tuple[list[bytes], bytes]:
 
 class ReportServer:
     """
-    The main process's end: accepts connections and hands each frame to ``handler``.
+    The main process's end: accepts connections and hands each frame to a handler.
 
-    ``handler`` gets the decoded message and returns the reply for clients that
-    await one. It is held weakly through ``handler_ref`` so the server never keeps
-    its owner alive; the owner closes the server when it goes.
+    ``handler()`` returns the current handler (``None`` once its owner is gone),
+    which gets the decoded message and returns the reply for clients that await
+    one. A ``weakref.WeakMethod`` fits, so the server never keeps its owner
+    alive; the owner closes the server when it goes.
     """
 
     def __init__(self, handler: Callable[[], Handler | None]) -> None:
