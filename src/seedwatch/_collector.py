@@ -93,6 +93,8 @@ class Collector:
         if link is not None:
             for source, fp, member in recorded.streams:
                 heard = self._ask_ranks(partial(link.publish, source, fp, member))
+                if self._link is None:  # the store failed: carry on as on one machine
+                    break
                 if heard is not None and heard.count:
                     with self._lock:
                         self._shared.add((source, fp))
