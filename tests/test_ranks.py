@@ -216,3 +216,25 @@ def test_automatic_mode_links_once_a_process_group_exists(tmp_path: Path) -> Non
         dist.destroy_process_group()
 
     assert [0, 1] == counts
+
+
+class BrokenStore:
+    """A store whose server went away: every operation fails."""
+
+    def __getattr__(self, name: str) -> Any:
+        def fail(*_args: object) -> None:
+            raise RuntimeError(f"store {name} failed: connection reset")
+
+        return fail
+
+
+def test_a_failing_store_leaves_local_checks_working() -> None:
+    """Store errors are logged once and the rank carries on as on one machine."""
+    from pipelines import HoldsGenerator, load
+    from seedwatch import findings, monitor
+
+    monitored = monitor(HoldsGenerator(), distributed=Distributed(store=BrokenStore(), rank=0))
+
+    load(monitored, epochs=1)
+
+    assert [("rng", "workers")] == [(f.source, f.kind) for f in findings(monitored)]
