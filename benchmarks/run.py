@@ -138,9 +138,12 @@ def _make(kind: str, size: int, monitored: bool) -> Any:
     return seedwatch.monitor(dataset) if monitored else dataset
 
 
-def throughput(quick: bool, worker_counts: Sequence[int], methods: Sequence[str]) -> list[Row]:
+def throughput(
+    quick: bool, worker_counts: Sequence[int], methods: Sequence[str], reps: int | None = None
+) -> list[Row]:
     """Items/s raw vs monitored for every configuration, ratio with its interval."""
-    seconds, reps = (0.05, 3) if quick else (1.0, 9)
+    seconds, default_reps = (0.05, 3) if quick else (1.0, 9)
+    reps = reps or default_reps
     rows = []
     for kind in ("trivial", "images"):
         for workers in worker_counts:
@@ -409,6 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--workers", default="0,2", help="worker counts, e.g. 0,2,4,8,16")
     parser.add_argument("--start-methods", default="fork,spawn")
+    parser.add_argument("--reps", type=int, help="throughput repetitions per side (default 9)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--name", help="results file name (default: latest, or smoke)")
     arguments = parser.parse_args(argv)
@@ -421,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for section in arguments.sections:
         print(f"{section} ...", file=sys.stderr)
         if section == "throughput":
-            results[section] = throughput(arguments.quick, worker_counts, methods)
+            results[section] = throughput(arguments.quick, worker_counts, methods, arguments.reps)
         else:
             results[section] = globals()[section](arguments.quick)
     name = arguments.name or ("smoke" if arguments.quick else "latest")
