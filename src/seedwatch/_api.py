@@ -68,7 +68,7 @@ def monitor(
             distributed=distributed,
         )
         return MonitoredLoader(dataset, monitored)
-    if not (hasattr(type(dataset), "__getitem__") or hasattr(type(dataset), "__iter__")):
+    if not is_dataset(dataset):
         raise TypeError(
             "seedwatch.monitor() expects a dataset (an object with __getitem__ or __iter__), "
             f"got {type(dataset).__qualname__}"
@@ -138,3 +138,8 @@ def _label(dataset: object) -> str:
     with _labels_lock:
         count = _labels[kind] = _labels.get(kind, -1) + 1
     return f"{kind}:{count}"
+
+
+def is_dataset(obj: object) -> bool:
+    """Return whether ``obj`` looks like a dataset: map-style or iterable, by its type."""
+    return hasattr(type(obj), "__getitem__") or hasattr(type(obj), "__iter__")

@@ -13,18 +13,16 @@ import json
 import os
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import structlog
 import torch
 from torch.utils.data import DataLoader
 
-from seedwatch._api import findings, monitor
-from seedwatch._errors import DuplicateStreamError, DuplicateStreamWarning
-from seedwatch._render import render_table
+from seedwatch._api import findings, is_dataset, monitor
+from seedwatch._errors import DuplicateStreamError
+from seedwatch._render import quiet_announcements, render_table
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
@@ -86,7 +84,7 @@ def load_target(spec: str) -> Any:
 def build_loader(target: Any, options: CheckOptions) -> Any:
     """Call the factory and return a monitored DataLoader for it."""
     made = target
-    if callable(target) and not isinstance(target, DataLoader) and not _is_dataset(target):
+    if callable(target) and not isinstance(target, DataLoader) and not is_dataset(target):
         try:
             made = target()
         except Exception as exc:
@@ -102,7 +100,7 @@ def build_loader(target: Any, options: CheckOptions) -> Any:
 
     if isinstance(made, DataLoader):
         return monitored(made)
-    if not _is_dataset(made):
+    if not is_dataset(made):
         raise TargetError(
             f"{options.target} returned {type(made).__qualname__}, not a Dataset or a DataLoader"
         )
@@ -121,16 +119,9 @@ def run_check(options: CheckOptions, *, out: TextIO, err: TextIO) -> int:
     """Run the check and print the report; return the exit status."""
     loader = build_loader(load_target(options.target), options)
     err.write(_describe_run(loader, options) + "\n")
-    stopped = None
-    saved = structlog.get_config()
-    structlog.configure(logger_factory=lambda *_args: structlog.ReturnLogger())
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DuplicateStreamWarning)
-            stopped = _run_epochs(loader, options.epochs, err)
-    finally:
-        structlog.configure(**saved)
-    found = findings(loader)
+    with quiet_announcements():
+        stopped = _run_epochs(loader, options.epochs, err)
+        found = findings(loader)
     if options.json:
         out.writelines(json.dumps(finding.as_dict()) + "\n" for finding in found)
     elif found:
@@ -177,10 +168,6 @@ def _describe_run(loader: Any, options: CheckOptions) -> str:
         f"seedwatch check {options.target}: {loader.num_workers} workers, {options.epochs} epochs, "
         f"batch size {loader.batch_size}, {where}"
     )
-
-
-def _is_dataset(obj: object) -> bool:
-    return hasattr(type(obj), "__getitem__") or hasattr(type(obj), "__iter__")
 
 
 def _error_line(exc: BaseException) -> str:

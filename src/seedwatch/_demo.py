@@ -7,19 +7,16 @@ import them.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import structlog
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from seedwatch._api import findings, monitor
-from seedwatch._errors import DuplicateStreamWarning
-from seedwatch._render import render_findings
+from seedwatch._render import quiet_announcements, render_findings
 
 
 class NoisyImages(Dataset[torch.Tensor]):
@@ -90,25 +87,19 @@ def run_demo(*, workers: int = 2, epochs: int = 3, start_method: str | None = No
         f"seedwatch demo: {len(PIPELINES)} pipelines, {workers} workers, {epochs} epochs each "
         f"(start method: {method})\n"
     )
-    saved = structlog.get_config()
-    structlog.configure(logger_factory=lambda *_args: structlog.ReturnLogger())
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DuplicateStreamWarning)
-            for number, pipeline in enumerate(PIPELINES, start=1):
-                dataset = monitor(pipeline.dataset())
-                loader = DataLoader(
-                    dataset,
-                    batch_size=4,
-                    num_workers=workers,
-                    worker_init_fn=pipeline.worker_init_fn,
-                    multiprocessing_context=method if workers else None,
-                )
-                for _ in range(epochs):
-                    for _batch in loader:
-                        pass
-                print(f"[{number}/{len(PIPELINES)}] {pipeline.title}")
-                print(render_findings(findings(dataset)), end="\n\n")
-    finally:
-        structlog.configure(**saved)
+    with quiet_announcements():
+        for number, pipeline in enumerate(PIPELINES, start=1):
+            dataset = monitor(pipeline.dataset())
+            loader = DataLoader(
+                dataset,
+                batch_size=4,
+                num_workers=workers,
+                worker_init_fn=pipeline.worker_init_fn,
+                multiprocessing_context=method if workers else None,
+            )
+            for _ in range(epochs):
+                for _batch in loader:
+                    pass
+            print(f"[{number}/{len(PIPELINES)}] {pipeline.title}")
+            print(render_findings(findings(dataset)), end="\n\n")
     return 0

@@ -66,9 +66,9 @@ class MonitoredLoader(wrapt.BaseObjectProxy, _MonitoredMarker):  # type: ignore[
             setattr(self._self_shadow, name, value)
 
     def __iter__(self) -> Iterator[Any]:
-        dataset = self.dataset
         if self._self_shadow.num_workers > 0:
             return _EpochIterator(iter(self._self_shadow), self._self_end_epoch)
+        dataset = self.dataset
         epoch, self._self_epochs = self._self_epochs, self._self_epochs + 1
         dataset._self_settle()
         # After iter(): the epoch's base seed is drawn and any reseeding inside the

@@ -7,7 +7,6 @@ is validated on the way in: a malformed report is rejected, never half-read.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 from collections.abc import Callable, Mapping
@@ -87,10 +86,6 @@ class Report:
             )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise ValueError(f"malformed report: {exc!r}") from None
-
-    def to_json(self) -> str:
-        """Return the report as a JSON string."""
-        return json.dumps(self.to_plain(), separators=(",", ":"))
 
 
 def take_report(dataset: object, draws: int, unwrap: Callable[[object], object | None]) -> Report:
