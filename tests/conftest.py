@@ -4,22 +4,25 @@ from collections.abc import Iterator
 
 import pytest
 
-from seedwatch import _settings
+from seedwatch import _config
 
 
 @pytest.fixture(autouse=True)
 def _isolate_strictness(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test starts in warn mode, whatever the environment says."""
-    monkeypatch.delenv(_settings.STRICT_ENV_VAR, raising=False)
-    previous = _settings.set_strict_default(None)
+    monkeypatch.delenv(_config.STRICT_ENV_VAR, raising=False)
+    previous = _config.set_strict_default(None)
     yield
-    _settings.set_strict_default(previous)
+    _config.set_strict_default(previous)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Spawn workers unpickle the datasets' torch.Generators through shared memory files.
+    """
+    Share tensors between processes through files, not file descriptors.
 
-    This sandbox cannot resize the fd-strategy's anonymous files; plain files work everywhere.
+    The tests' workers return batches as tensors (seedwatch itself sends only plain
+    data). The default fd strategy needs resizable anonymous shared memory, which
+    containers often restrict; the file_system strategy works wherever /dev/shm does.
     """
     import torch.multiprocessing
 

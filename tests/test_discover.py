@@ -11,11 +11,10 @@ from torch.utils.data import ConcatDataset, Subset
 from pipelines import HoldsGenerator, TransformedDataset
 from seedwatch import monitor
 from seedwatch._discover import MAX_DEPTH, find_generators
-from seedwatch._proxy import _unwrap
 
 
 def paths(root: object) -> list[str]:
-    return [path for path, _ in find_generators(root, unwrap=_unwrap)]
+    return [path for path, _ in find_generators(root)]
 
 
 class Box(SimpleNamespace):

@@ -16,7 +16,7 @@ import torch.multiprocessing
 import rank_jobs
 from seedwatch._collector import Collector
 from seedwatch._finding import Member
-from seedwatch._ranks import SLOTS, Distributed, RankLink, connect
+from seedwatch._ranks import SLOTS, Distributed, RankLink, RankSync, connect
 from seedwatch._report import Report, Stream
 
 pytestmark = [
@@ -198,7 +198,7 @@ class TestProcessGroups:
 
 def test_automatic_mode_links_once_a_process_group_exists(tmp_path: Path) -> None:
     """A report made before init_process_group stays local; later ones reach the store."""
-    collector = Collector("late", frozenset(), label="Late:0")
+    collector = Collector("late", frozenset(), RankSync(None, "Late:0"))
 
     def report(pid: int, fingerprint: str) -> Report:
         return Report("main:1", None, pid, 0, {"numpy": Stream(fingerprint, "global")})
@@ -207,7 +207,7 @@ def test_automatic_mode_links_once_a_process_group_exists(tmp_path: Path) -> Non
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
     try:
         collector.submit(report(2, "00000000000000bb"), strict=False)
-        store = dist.distributed_c10d._get_default_store()
+        store = dist.distributed_c10d._get_default_store()  # noqa: SLF001 - the group's own store
         counts = [
             store.add(f"seedwatch/run/Late:0/s/numpy/{fp}/n", 0)
             for fp in ("00000000000000aa", "00000000000000bb")

@@ -18,15 +18,16 @@ from pipelines import (
     library_rng,
     load,
 )
-from seedwatch import Source, _sources, findings, monitor, register_source, unregister_source
+from seedwatch import Source, findings, monitor, register_source, unregister_source
+from seedwatch.testing import isolated_sources
 
 pytestmark = pytest.mark.filterwarnings("ignore::seedwatch.DuplicateStreamWarning")
 
 
 @pytest.fixture(autouse=True)
 def _clean_registry() -> Iterator[None]:
-    yield
-    _sources._registered.clear()
+    with isolated_sources():
+        yield
 
 
 class TestRegisterSource:

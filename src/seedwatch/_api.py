@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Iterable
 from typing import Any
 
 from torch.utils.data import DataLoader
 
 from seedwatch._collector import collector_for
+from seedwatch._config import DEFAULT_DRAWS, new_config
 from seedwatch._finding import Finding
 from seedwatch._loader import MonitoredLoader
-from seedwatch._proxy import (
-    MAX_DRAWS,
-    MIN_DRAWS,
-    MonitorConfig,
-    _ArmedDataset,
-    isinstance_monitored,
-)
-from seedwatch._ranks import Distributed
+from seedwatch._monitor import Monitor
+from seedwatch._proxy import isinstance_monitored, monitor_of, wrap
+from seedwatch._ranks import Distributed, RankSync, monitor_label
 
 
 def monitor(
     dataset: Any,
     *,
     strict: bool | None = None,
-    draws: int = 16,
+    draws: int = DEFAULT_DRAWS,
     expect_shared: Iterable[str] = (),
     distributed: bool | Distributed | None = None,
 ) -> Any:
@@ -73,42 +67,14 @@ def monitor(
             "seedwatch.monitor() expects a dataset (an object with __getitem__ or __iter__), "
             f"got {type(dataset).__qualname__}"
         )
-    names = _validated(strict, draws, expect_shared, distributed)
-    config = MonitorConfig(os.urandom(8).hex(), strict, draws, names)
-    collector = collector_for(
-        config.monitor_id,
-        config.expect_shared,
-        distributed=distributed,
-        label=_label(dataset),
-    )
-    return _ArmedDataset(dataset, config, collector)
-
-
-def _validated(
-    strict: object, draws: object, expect_shared: Iterable[object], distributed: object
-) -> frozenset[str]:
-    """Check monitor()'s options; return the expect_shared names."""
-    if strict is not None and not isinstance(strict, bool):
-        raise TypeError(f"strict must be True, False or None, got {strict!r}")
-    if not isinstance(draws, int) or isinstance(draws, bool):
-        raise TypeError(f"draws must be an int, got {type(draws).__qualname__}")
-    if not MIN_DRAWS <= draws <= MAX_DRAWS:
-        raise ValueError(f"draws must be between {MIN_DRAWS} and {MAX_DRAWS}, got {draws}")
-    if isinstance(expect_shared, str):
-        raise TypeError(
-            f"expect_shared must be a collection of source names, not one string; "
-            f"did you mean expect_shared=[{expect_shared!r}]?"
-        )
-    names: list[str] = []
-    for name in expect_shared:
-        if not isinstance(name, str):
-            raise TypeError(f"expect_shared names must be strings, got {name!r}")
-        names.append(name)
+    config = new_config(strict, draws, expect_shared)
     if distributed is not None and not isinstance(distributed, (bool, Distributed)):
         raise TypeError(
             f"distributed must be True, False, None or seedwatch.Distributed, got {distributed!r}"
         )
-    return frozenset(names)
+    ranks = RankSync(distributed, monitor_label(dataset))
+    collector = collector_for(config.monitor_id, config.expect_shared, ranks)
+    return wrap(dataset, Monitor(config, collector))
 
 
 def findings(monitored: Any) -> list[Finding]:
@@ -120,24 +86,13 @@ def findings(monitored: Any) -> list[Finding]:
     """
     if isinstance(monitored, MonitoredLoader):
         monitored = monitored.dataset
-    if not isinstance_monitored(monitored):
+    monitor = monitor_of(monitored)
+    if monitor is None:
         raise TypeError(
             "seedwatch.findings() expects what seedwatch.monitor() returned, "
             f"got {type(monitored).__qualname__}"
         )
-    return monitored._self_collector_here().findings()  # type: ignore[no-any-return]
-
-
-_labels: dict[str, int] = {}
-_labels_lock = threading.Lock()
-
-
-def _label(dataset: object) -> str:
-    """Name a monitor the same way on every rank: dataset type and creation order."""
-    kind = type(dataset).__qualname__
-    with _labels_lock:
-        count = _labels[kind] = _labels.get(kind, -1) + 1
-    return f"{kind}:{count}"
+    return monitor.findings()
 
 
 def is_dataset(obj: object) -> bool:

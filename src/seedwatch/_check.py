@@ -20,9 +20,10 @@ from typing import Any, TextIO
 import torch
 from torch.utils.data import DataLoader
 
+from seedwatch._announce import quiet_announcements
 from seedwatch._api import findings, is_dataset, monitor
 from seedwatch._errors import DuplicateStreamError
-from seedwatch._render import quiet_announcements, render_table
+from seedwatch._render import render_table
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1

@@ -1,38 +1,68 @@
 """
-The main process's side of one monitor: it hears reports, judges and announces.
+The main process's side of one monitor: it hears reports, judges them and gives verdicts.
 
 Reports come from the main process itself (``num_workers=0``) through
 :meth:`Collector.submit`, and from workers through a :class:`ReportServer`
 started on first need: when a monitored dataset is pickled for a spawn or
-forkserver worker, or right before the process forks.
+forkserver worker, or right before the process forks. Each report goes one
+way: record it in the ledger, share it with other ranks, announce what is
+new, and answer a strict reporter.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import replace
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Protocol
 
 import structlog
 
-from seedwatch._errors import DuplicateStreamWarning
-from seedwatch._finding import Finding
+from seedwatch._announce import announce
+from seedwatch._finding import Finding, Member
 from seedwatch._ledger import StreamLedger
-from seedwatch._ranks import Distributed, RankLink, connect
+from seedwatch._ranks import Elsewhere
+from seedwatch._render import duplicate_message
 from seedwatch._report import Report
 from seedwatch._transport import Channel, Handler, ReportServer
+from seedwatch._wire import MalformedError, decode_request, encode_verdict
 
 _log = structlog.get_logger("seedwatch")
-_T = TypeVar("_T")
 
 #: Collectors of this process by monitor id, so copies of a proxy share one.
 _collectors: weakref.WeakValueDictionary[str, Collector] = weakref.WeakValueDictionary()
 _registry_lock = threading.Lock()
+
+
+class Ranks(Protocol):
+    """What a collector needs of other ranks (:class:`seedwatch._ranks.RankSync`)."""
+
+    def rank(self) -> int | None:
+        """Return this process's rank, or ``None`` when not distributed."""
+
+    def share(self, streams: Iterable[tuple[str, str, Member]]) -> list[tuple[str, str, Elsewhere]]:
+        """Publish streams; return those other ranks drew too."""
+
+    def news(self, *, refresh: bool = False) -> list[tuple[str, str, Elsewhere]]:
+        """Return what other ranks drew of the streams they told this rank about."""
+
+
+class OneMachine:
+    """No other ranks: what a collector uses when the monitor is not distributed."""
+
+    def rank(self) -> int | None:
+        """Return ``None``: there is no rank."""
+        return None
+
+    def share(self, streams: Iterable[tuple[str, str, Member]]) -> list[tuple[str, str, Elsewhere]]:  # noqa: ARG002 - the Ranks protocol
+        """Return nothing: nobody else drew anything."""
+        return []
+
+    def news(self, *, refresh: bool = False) -> list[tuple[str, str, Elsewhere]]:  # noqa: ARG002 - the Ranks protocol
+        """Return nothing: nobody else drew anything."""
+        return []
 
 
 class Collector:
@@ -44,22 +74,11 @@ class Collector:
     """
 
     def __init__(
-        self,
-        monitor_id: str,
-        expect_shared: frozenset[str],
-        *,
-        distributed: bool | Distributed | None = None,
-        label: str = "dataset",
+        self, monitor_id: str, expect_shared: frozenset[str], ranks: Ranks | None = None
     ) -> None:
         self.monitor_id = monitor_id
         self.owner_pid = os.getpid()
-        self._distributed = distributed
-        self._label = label
-        self._link: RankLink | None = None
-        self._linked = False
-        self._store_failed = False
-        #: Streams other ranks drew too, re-read by findings() to name everyone.
-        self._shared: set[tuple[str, str]] = set()
+        self._ranks: Ranks = OneMachine() if ranks is None else ranks
         self._lock = threading.RLock()
         self._ledger = StreamLedger(expect_shared)
         self._server: ReportServer | None = None
@@ -84,56 +103,36 @@ class Collector:
 
     def submit(self, report: Report, *, strict: bool) -> str | None:
         """Judge a report; return the error message for a strict reporter that duplicates."""
-        link = self._rank_link()
-        if link is not None:
-            report = replace(report, rank=link.rank)
+        rank = self._ranks.rank()
+        if rank is not None:
+            report = replace(report, rank=rank)
         with self._lock:
             recorded = self._ledger.record(report)
-        new, involving = recorded.new, recorded.involving
-        if link is not None:
-            for source, fp, member in recorded.streams:
-                heard = self._ask_ranks(partial(link.publish, source, fp, member))
-                if self._link is None:  # the store failed: carry on as on one machine
-                    break
-                if heard is not None and heard.count:
-                    with self._lock:
-                        self._shared.add((source, fp))
-                        more_new, more_involving = self._ledger.merge_remote(
-                            source, fp, heard.count, heard.members
-                        )
-                    new += more_new
-                    involving += more_involving
-        for finding in new:
-            _announce(finding, strict=strict)
-        if strict and involving:
-            return duplicate_message(involving)
-        return None
+        new, involving = list(recorded.new), list(recorded.involving)
+        for source, fp, elsewhere in self._ranks.share(recorded.streams):
+            with self._lock:
+                more_new, more_involving = self._ledger.merge_remote(
+                    source, fp, elsewhere.count, elsewhere.members
+                )
+            new += more_new
+            involving += more_involving
+        announce(new, strict=strict)
+        return duplicate_message(involving) if strict and involving else None
 
     def sync(self, *, refresh: bool = False) -> None:
         """
         Handle reports already sent by workers, and news from other ranks.
 
         With ``refresh``, also re-read every stream known to be shared with other
-        ranks, so their members are current (one look per shared stream).
+        ranks, so their members are current.
         """
         server = self._server
         if server is not None:
             server.drain()
-        link = self._link
-        if link is None:
-            return
-        news = self._ask_ranks(link.news) or []
-        with self._lock:
-            self._shared.update(news)
-            streams = sorted(self._shared) if refresh else news
-        for source, fp in streams:
-            heard = self._ask_ranks(partial(link.look, source, fp))
-            if heard is None:
-                return
+        for source, fp, elsewhere in self._ranks.news(refresh=refresh):
             with self._lock:
-                new, _ = self._ledger.merge_remote(source, fp, heard.count, heard.members)
-            for finding in new:
-                _announce(finding, strict=False)
+                new, _ = self._ledger.merge_remote(source, fp, elsewhere.count, elsewhere.members)
+            announce(new, strict=False)
 
     def findings(self) -> list[Finding]:
         """Return everything found so far, including reports already sent but not yet read."""
@@ -141,50 +140,32 @@ class Collector:
         with self._lock:
             return self._ledger.findings()
 
-    def _rank_link(self) -> RankLink | None:
-        with self._lock:
-            if not self._linked:
-                self._link = self._ask_ranks(partial(connect, self._distributed, self._label))
-                # Automatic mode keeps asking: the process group may come up after the
-                # first report (a dataset touched before init_process_group).
-                self._linked = (
-                    self._link is not None or self._distributed is not None or self._store_failed
-                )
-            return self._link
-
-    def _ask_ranks(self, operation: Callable[[], _T]) -> _T | None:
-        """Run a store operation; on failure, log once and carry on as on one machine."""
-        try:
-            return operation()
-        except Exception as exc:  # noqa: BLE001 - a broken store must not stop training
-            _log.warning("seedwatch_store_error", error=repr(exc), action="ranks no longer checked")
-            self._link = None
-            self._store_failed = True
-            return None
-
     def close(self) -> None:
         """Stop listening (idempotent); findings stay readable."""
         if self._finalizer is not None:
             self._finalizer()
 
-    def _handle(self, message: dict[str, Any]) -> dict[str, Any] | None:
-        report = Report.from_plain(message.get("report"))
-        error = self.submit(report, strict=bool(message.get("await")))
-        return {"error": error}
+    def _handle(self, body: bytes) -> bytes | None:
+        channel = self.channel
+        if channel is None:
+            return None
+        try:
+            request = decode_request(body, channel.token)
+        except MalformedError as exc:
+            _log.warning("seedwatch_bad_message", error=str(exc))
+            return None
+        error = self.submit(request.report, strict=request.awaits_verdict)
+        return encode_verdict(error) if request.awaits_verdict else None
 
 
 def collector_for(
-    monitor_id: str,
-    expect_shared: frozenset[str],
-    *,
-    distributed: bool | Distributed | None = None,
-    label: str = "dataset",
+    monitor_id: str, expect_shared: frozenset[str], ranks: Ranks | None = None
 ) -> Collector:
     """Return this process's collector for a monitor, creating it on first use."""
     with _registry_lock:
         collector = _collectors.get(monitor_id)
         if collector is None or not collector.owned:
-            collector = Collector(monitor_id, expect_shared, distributed=distributed, label=label)
+            collector = Collector(monitor_id, expect_shared, ranks)
             _collectors[monitor_id] = collector
         return collector
 
@@ -203,25 +184,3 @@ def reset_after_fork() -> None:
     """Replace the registry lock in a forked child: a parent thread may have held it."""
     global _registry_lock  # noqa: PLW0603 - the inherited lock may be held by a thread that is gone
     _registry_lock = threading.Lock()
-
-
-def duplicate_message(findings: list[Finding]) -> str:
-    """Return the strict-mode error text: each finding, its members and its fix."""
-    lines = ["seedwatch: duplicate random streams"]
-    for finding in findings:
-        lines.append(f"- {finding.describe()}")
-        lines.append(f"  fix: {finding.hint}")
-    return "\n".join(lines)
-
-
-def _announce(finding: Finding, *, strict: bool) -> None:
-    _log.warning("duplicate_rng_stream", **finding.as_dict())
-    if not strict:
-        # Reports arrive on a background thread, with no user frame to point at.
-        warnings.warn_explicit(
-            f"{finding.describe()}. Fix: {finding.hint}",
-            DuplicateStreamWarning,
-            filename="seedwatch",
-            lineno=0,
-            module="seedwatch",
-        )

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from seedwatch._announce import quiet_announcements
 from seedwatch._api import findings, monitor
-from seedwatch._render import quiet_announcements, render_findings
+from seedwatch._render import render_findings
 
 
 class NoisyImages(Dataset[torch.Tensor]):

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import types
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
+import wrapt
 
 from seedwatch._generators import is_generator
 
@@ -45,19 +46,19 @@ _OPAQUE: tuple[type, ...] = (
 )
 
 
-def find_generators(
-    root: object,
-    *,
-    unwrap: Callable[[object], object | None] = lambda _obj: None,
-) -> list[tuple[str, object]]:
+#: wrapt's C-level ``__wrapped__`` slot: reading it runs no code of the proxy's class.
+_WRAPPED = wrapt.BaseObjectProxy.__dict__["__wrapped__"]
+
+
+def find_generators(root: object) -> list[tuple[str, object]]:
     """
     Return ``(path, generator)`` for every generator reachable from ``root``.
 
     Paths read like Python: ``rng``, ``transform.state``, ``transforms[2].g``,
     ``augs['flip'].rng``, ``datasets[1].rng``. A generator reachable by two paths
-    is listed once, under the shortest. ``unwrap`` lets the caller see through a
-    proxy: it returns the wrapped object (walked under the proxy's own path) or
-    ``None`` for ordinary objects.
+    is listed once, under the shortest. A wrapt proxy (a monitored dataset
+    inside another) is seen through: its wrapped object is walked under the
+    proxy's own path.
     """
     found: list[tuple[str, object]] = []
     seen: set[int] = set()
@@ -65,9 +66,8 @@ def find_generators(
     visited = 0
     while queue and visited < MAX_OBJECTS:
         path, obj, depth = queue.popleft()
-        inner = unwrap(obj)
-        while inner is not None:
-            obj, inner = inner, unwrap(inner)
+        while issubclass(type(obj), wrapt.BaseObjectProxy):
+            obj = _WRAPPED.__get__(obj, type(obj))
         if id(obj) in seen:
             continue
         seen.add(id(obj))

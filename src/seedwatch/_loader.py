@@ -10,7 +10,6 @@ whose ``dataset`` is the monitored dataset. PyTorch forbids reassigning
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -19,7 +18,8 @@ import structlog
 import wrapt
 from torch.utils.data import DataLoader
 
-from seedwatch._proxy import MonitoredDataset, _MonitoredMarker
+from seedwatch._monitor import Monitor
+from seedwatch._proxy import MonitoredDataset, MonitoredMarker, monitor_of, settle
 
 _log = structlog.get_logger("seedwatch")
 
@@ -27,7 +27,7 @@ _log = structlog.get_logger("seedwatch")
 _SHADOW_EXCLUDED = frozenset({"dataset", "_iterator"})
 
 
-class MonitoredLoader(wrapt.BaseObjectProxy, _MonitoredMarker):  # type: ignore[type-arg]
+class MonitoredLoader(wrapt.BaseObjectProxy, MonitoredMarker):  # type: ignore[type-arg]
     """
     A DataLoader that iterates exactly like the one it wraps, over a monitored dataset.
 
@@ -39,11 +39,16 @@ class MonitoredLoader(wrapt.BaseObjectProxy, _MonitoredMarker):  # type: ignore[
     """
 
     _self_shadow: DataLoader[Any]
+    _self_monitor: Monitor
     _self_epochs: int
     _self_epoch_end: dict[str, str]
 
     def __init__(self, loader: DataLoader[Any], dataset: MonitoredDataset) -> None:
         super().__init__(loader)
+        monitor = monitor_of(dataset)
+        if monitor is None:
+            raise TypeError("a monitored loader needs a monitored dataset")
+        self._self_monitor = monitor
         shadow = object.__new__(type(loader))
         shadow.__dict__.update(loader.__dict__)
         shadow.__dict__["dataset"] = dataset
@@ -68,13 +73,13 @@ class MonitoredLoader(wrapt.BaseObjectProxy, _MonitoredMarker):  # type: ignore[
     def __iter__(self) -> Iterator[Any]:
         if self._self_shadow.num_workers > 0:
             return _EpochIterator(iter(self._self_shadow), self._self_end_epoch)
-        dataset = self.dataset
+        dataset, monitor = self.dataset, self._self_monitor
         epoch, self._self_epochs = self._self_epochs, self._self_epochs + 1
-        dataset._self_settle()
+        settle(dataset)
         # After iter(): the epoch's base seed is drawn and any reseeding inside the
         # loader (a subclass, a sampler) has happened; no sample is fetched yet.
         iterator = iter(self._self_shadow)
-        report = dataset._self_take()
+        report = monitor.take(dataset, epoch=(id(self), epoch))
         # A source that has not moved since the last epoch ended continues its stream:
         # only a source that was drawn from and then put back is an epoch repeat.
         moved = {
@@ -82,16 +87,15 @@ class MonitoredLoader(wrapt.BaseObjectProxy, _MonitoredMarker):  # type: ignore[
             for name, stream in report.streams.items()
             if self._self_epoch_end.get(name) != stream.fingerprint
         }
-        generation = f"main:{os.getpid()}:loader{id(self)}:epoch{epoch}"
-        dataset._self_report(replace(report, generation=generation, streams=moved))
+        monitor.deliver(replace(report, streams=moved))
         return _EpochIterator(iterator, self._self_end_epoch)
 
     def _self_end_epoch(self) -> None:
         """Read what the epoch's workers sent and what other ranks said; note the end state."""
-        dataset = self.dataset
-        dataset._self_collector_here().sync()
+        monitor = self._self_monitor
+        monitor.sync()
         if self._self_shadow.num_workers == 0:
-            streams = dataset._self_take().streams
+            streams = monitor.take(self.dataset).streams
             self._self_epoch_end = {name: stream.fingerprint for name, stream in streams.items()}
 
     def __repr__(self) -> str:

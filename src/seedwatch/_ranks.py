@@ -13,23 +13,36 @@ may never write. Per stream (source and fingerprint) the keys are:
 A rank that finds others already there tells the named ones, once per stream
 (``…/told<rank>``), through their *inbox* (``…/inbox/<rank>/…``), so the first
 publishers learn of later ones on their next :meth:`RankLink.news`. Values are
-JSON, never pickle; a malformed value is logged and ignored.
+JSON, never pickle (see :mod:`seedwatch._wire`); a malformed value is logged
+and ignored.
+
+:class:`RankSync` is what a collector holds: it links lazily, and falls back
+to working as on one machine when the store fails.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import structlog
 
 from seedwatch._finding import Member
+from seedwatch._wire import (
+    MalformedError,
+    decode_member,
+    decode_notice,
+    encode_member,
+    encode_notice,
+)
 
 _log = structlog.get_logger("seedwatch")
+_T = TypeVar("_T")
 
 #: How many members of a stream are stored by name; counts are exact beyond it.
 SLOTS = 8
@@ -84,7 +97,7 @@ class RankLink:
             total = self._store.add(f"{base}/n", 1)
             mine = self._store.add(f"{base}/r{self.rank}", 1)
             if total <= SLOTS:
-                self._store.set(f"{base}/m{total}", json.dumps(member.as_dict()))
+                self._store.set(f"{base}/m{total}", encode_member(member))
             if total == mine:
                 return Elsewhere(0, ())
             elsewhere = self._read(base, total, mine)
@@ -116,7 +129,7 @@ class RankLink:
                     if time.monotonic() - self._hole_since < HOLE_PATIENCE_S:
                         break  # being written; read it next time
                 else:
-                    stream = _decode_stream(self._store.get(key))
+                    stream = _decoded(decode_notice, self._store.get(key), "inbox")
                     if stream is not None:
                         found.append(stream)
                 self._inbox_read += 1
@@ -132,13 +145,14 @@ class RankLink:
             slots if self._store.check(slots) else [k for k in slots if self._store.check([k])]
         )
         values = self._store.multi_get(present) if present else []
-        members = [m for m in map(_decode_member, values) if m is not None and m.rank != self.rank]
+        decoded = (_decoded(decode_member, value, "member") for value in values)
+        members = [m for m in decoded if m is not None and m.rank != self.rank]
         return Elsewhere(total - mine, tuple(members))
 
     def _notify(self, rank: int, source: str, fp: str) -> None:
         inbox = f"{self._namespace}/inbox/{rank}"
         index = self._store.add(f"{inbox}/n", 1)
-        self._store.set(f"{inbox}/{index}", json.dumps([source, fp]))
+        self._store.set(f"{inbox}/{index}", encode_notice(source, fp))
 
 
 def connect(setting: bool | Distributed | None, label: str) -> RankLink | None:
@@ -157,7 +171,7 @@ def connect(setting: bool | Distributed | None, label: str) -> RankLink | None:
         from torch.distributed import distributed_c10d  # noqa: PLC0415
 
         # The default group's own store: there is no public accessor for it.
-        store = distributed_c10d._get_default_store()
+        store = distributed_c10d._get_default_store()  # noqa: SLF001
     if rank is None:
         rank = _rank(initialized)
     if store is None or rank is None:
@@ -187,42 +201,112 @@ def _rank(initialized: bool) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
-def _decode_member(value: object) -> Member | None:
-    data = _json(value, "member")
-    fields = [data.get(name) for name in _MEMBER_FIELDS] if isinstance(data, dict) else []
-    if len(fields) != len(_MEMBER_FIELDS) or not all(map(_optional_int, fields)):
-        _malformed("member", value)
-        return None
-    generation, worker, pid, rank, seed = fields
-    if generation is None or pid is None or rank is None:
-        _malformed("member", value)
-        return None
-    return Member(generation, worker, pid, rank, seed)
-
-
-def _decode_stream(value: object) -> tuple[str, str] | None:
-    data = _json(value, "inbox")
-    if not (isinstance(data, list) and len(data) == 2 and all(isinstance(v, str) for v in data)):
-        _malformed("inbox", value)
-        return None
-    return data[0], data[1]
-
-
-_MEMBER_FIELDS = ("generation", "worker", "pid", "rank", "seed")
-
-
-def _json(value: object, kind: str) -> object:
+def _decoded(decode: Callable[[object], _T], value: object, kind: str) -> _T | None:
+    """Decode a value another rank (or anyone with store access) wrote; log and skip a bad one."""
     try:
-        return json.loads(value)  # type: ignore[arg-type]
-    except (ValueError, TypeError):
-        _malformed(kind, value)
+        return decode(value)
+    except MalformedError as exc:
+        _log.warning(
+            "seedwatch_bad_store_value", kind=kind, error=str(exc), value=repr(value)[:200]
+        )
         return None
 
 
-def _optional_int(value: object) -> bool:
-    return value is None or (isinstance(value, int) and not isinstance(value, bool))
+class RankSync:
+    """
+    A collector's link to other ranks: made on first need, dropped for good if the store fails.
+
+    Thread-safe. Every store operation goes through :meth:`_ask`, so a broken
+    store is logged once and the monitor carries on as on one machine.
+    """
+
+    def __init__(self, setting: bool | Distributed | None, label: str) -> None:
+        self._setting = setting
+        self._label = label
+        self._lock = threading.Lock()
+        self._link: RankLink | None = None
+        self._settled = setting is False
+        self._failed = False
+        #: Streams other ranks drew too, re-read by ``news(refresh=True)`` to name everyone.
+        self._shared: set[tuple[str, str]] = set()
+
+    def rank(self) -> int | None:
+        """Return this process's rank, linking first if needed; ``None`` when not distributed."""
+        link = self._current()
+        return None if link is None else link.rank
+
+    def share(self, streams: Iterable[tuple[str, str, Member]]) -> list[tuple[str, str, Elsewhere]]:
+        """Publish this rank's members of streams; return those other ranks drew too."""
+        heard = []
+        for source, fp, member in streams:
+            link = self._current()
+            if link is None:
+                break
+            elsewhere = self._ask(partial(link.publish, source, fp, member))
+            if elsewhere is not None and elsewhere.count:
+                with self._lock:
+                    self._shared.add((source, fp))
+                heard.append((source, fp, elsewhere))
+        return heard
+
+    def news(self, *, refresh: bool = False) -> list[tuple[str, str, Elsewhere]]:
+        """
+        Return what other ranks drew of the streams they told this rank about since last time.
+
+        With ``refresh``, also re-read every stream known to be shared, so its
+        members are current (one look per shared stream).
+        """
+        with self._lock:
+            link = self._link
+        if link is None:
+            return []
+        told = self._ask(link.news) or []
+        with self._lock:
+            self._shared.update(told)
+            streams = sorted(self._shared) if refresh else told
+        heard = []
+        for source, fp in streams:
+            elsewhere = self._ask(partial(link.look, source, fp))
+            if elsewhere is None:
+                break
+            heard.append((source, fp, elsewhere))
+        return heard
+
+    def _current(self) -> RankLink | None:
+        with self._lock:
+            if self._settled:
+                return self._link
+        link = self._ask(partial(connect, self._setting, self._label))
+        with self._lock:
+            if not self._settled:
+                self._link = link
+                # Automatic mode keeps asking: the process group may come up after the
+                # first report (a dataset touched before init_process_group).
+                self._settled = link is not None or self._setting is not None or self._failed
+            return self._link
+
+    def _ask(self, operation: Callable[[], _T]) -> _T | None:
+        """Run a store operation; on failure, log once and carry on as on one machine."""
+        try:
+            return operation()
+        except Exception as exc:  # noqa: BLE001 - a broken store must not stop training
+            with self._lock:
+                first = not self._failed
+                self._link, self._failed, self._settled = None, True, True
+            if first:
+                _log.warning(
+                    "seedwatch_store_error", error=repr(exc), action="ranks no longer checked"
+                )
+            return None
 
 
-def _malformed(kind: str, value: object) -> None:
-    """Log a value another rank (or anyone with store access) wrote wrong; read it as absent."""
-    _log.warning("seedwatch_bad_store_value", kind=kind, value=repr(value)[:200])
+_labels: dict[str, int] = {}
+_labels_lock = threading.Lock()
+
+
+def monitor_label(dataset: object) -> str:
+    """Name a monitor the same way on every rank: dataset type and creation order."""
+    kind = type(dataset).__qualname__
+    with _labels_lock:
+        count = _labels[kind] = _labels.get(kind, -1) + 1
+    return f"{kind}:{count}"

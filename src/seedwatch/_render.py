@@ -3,33 +3,20 @@
 from __future__ import annotations
 
 import textwrap
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
-import structlog
-
-from seedwatch._errors import DuplicateStreamWarning
 from seedwatch._finding import Finding
 
 _WIDTH = 88
 
 
-@contextmanager
-def quiet_announcements() -> Iterator[None]:
-    """
-    Silence the per-finding log events and warnings while a command prints its own report.
-
-    Changes process-wide structlog and warnings settings: for the command line, not libraries.
-    """
-    saved = structlog.get_config()
-    structlog.configure(logger_factory=lambda *_args: structlog.ReturnLogger())
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DuplicateStreamWarning)
-            yield
-    finally:
-        structlog.configure(**saved)
+def duplicate_message(findings: Sequence[Finding]) -> str:
+    """Return the strict-mode error text: each finding, its members and its fix."""
+    lines = ["seedwatch: duplicate random streams"]
+    for finding in findings:
+        lines.append(f"- {finding.describe()}")
+        lines.append(f"  fix: {finding.hint}")
+    return "\n".join(lines)
 
 
 def render_findings(found: Sequence[Finding]) -> str:

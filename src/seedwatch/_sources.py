@@ -111,6 +111,19 @@ def unregister_source(name: str) -> None:
         _registered.pop(name, None)
 
 
+def registered_sources() -> dict[str, Source]:
+    """Return a copy of this process's registrations, by name."""
+    with _lock:
+        return dict(_registered)
+
+
+def set_registered_sources(sources: dict[str, Source]) -> None:
+    """Replace this process's registrations (see :func:`seedwatch.testing.isolated_sources`)."""
+    with _lock:
+        _registered.clear()
+        _registered.update(sources)
+
+
 def custom_sources() -> list[Source]:
     """Return the entry-point sources, then the registered ones (which win on equal names)."""
     by_name = {source.name: source for source in _load_entry_points()}

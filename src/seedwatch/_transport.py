@@ -4,9 +4,10 @@ Carrying reports from worker processes to the main process, and verdicts back.
 A local stream socket (AF_UNIX, in a private 0700 directory) whose address is a
 plain string: it needs no multiprocessing primitive, so one monitored dataset
 works with fork, spawn and forkserver loaders, even alternately, and nothing is
-tied to a start method. Each worker connects once, sends one length-prefixed
-JSON frame and, in strict mode, reads one frame back. Every client step has a
-timeout, so a worker never blocks on a dead or busy main process for long.
+tied to a start method. Each worker connects once, sends one frame and, in
+strict mode, reads one frame back. Every client step has a timeout, so a worker
+never blocks on a dead or busy main process for long. What the frames hold is
+:mod:`seedwatch._wire`'s business: this module moves bytes.
 
 The server side runs a daemon thread; :meth:`ReportServer.drain` reads what is
 already pending synchronously, so a caller that has seen a worker's batch also
@@ -16,29 +17,27 @@ sees its report (the worker finished sending before it returned the batch).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import selectors
 import shutil
 import socket
-import struct
 import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 
+from seedwatch._wire import MalformedError, split_frames
+
 _log = structlog.get_logger("seedwatch")
 
-_HEADER = struct.Struct("!I")
-MAX_FRAME = 1 << 20
 #: How long a worker waits to connect, send, and (in strict mode) for its verdict.
 CLIENT_TIMEOUT_S = 30.0
 
-Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
+#: Gets a frame's body; returns the frame to answer with, or ``None`` for no answer.
+Handler = Callable[[bytes], bytes | None]
 
 
 @dataclass(frozen=True)
@@ -49,25 +48,18 @@ class Channel:
     token: str
 
 
-def encode_frame(message: dict[str, Any]) -> bytes:
-    """Return ``message`` as a length-prefixed JSON frame."""
-    body = json.dumps(message, separators=(",", ":")).encode()
-    return _HEADER.pack(len(body)) + body
-
-
-def send(channel: Channel, message: dict[str, Any], *, await_reply: bool) -> dict[str, Any] | None:
+def send(channel: Channel, frame: bytes, *, await_reply: bool) -> bytes | None:
     """
-    Send one message to the main process; with ``await_reply``, return its answer.
+    Send one frame to the main process; with ``await_reply``, return its answer's body.
 
     Returns ``None`` when the main process cannot be reached in time (it exited,
     or is stuck): the caller carries on unchecked rather than hang training.
     """
-    envelope = {"token": channel.token, "await": await_reply, **message}
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(CLIENT_TIMEOUT_S)
             sock.connect(channel.address)
-            sock.sendall(encode_frame(envelope))
+            sock.sendall(frame)
             if not await_reply:
                 return None
             sock.shutdown(socket.SHUT_WR)
@@ -77,32 +69,15 @@ def send(channel: Channel, message: dict[str, Any], *, await_reply: bool) -> dic
         return None
 
 
-def _read_reply(sock: socket.socket) -> dict[str, Any] | None:
+def _read_reply(sock: socket.socket) -> bytes | None:
     data = b""
     while True:
         chunk = sock.recv(65536)
         if not chunk:
             break
         data += chunk
-    frames, _rest = _split_frames(data)
-    if not frames:
-        return None
-    reply = json.loads(frames[0])
-    return reply if isinstance(reply, dict) else None
-
-
-def _split_frames(buffer: bytes) -> tuple[list[bytes], bytes]:
-    frames = []
-    while len(buffer) >= _HEADER.size:
-        (length,) = _HEADER.unpack_from(buffer)
-        if length > MAX_FRAME:
-            raise ValueError(f"frame of {length} bytes exceeds {MAX_FRAME}")
-        end = _HEADER.size + length
-        if len(buffer) < end:
-            break
-        frames.append(buffer[_HEADER.size : end])
-        buffer = buffer[end:]
-    return frames, buffer
+    frames, _rest = split_frames(data)
+    return frames[0] if frames else None
 
 
 class ReportServer:
@@ -110,9 +85,9 @@ class ReportServer:
     The main process's end: accepts connections and hands each frame to a handler.
 
     ``handler()`` returns the current handler (``None`` once its owner is gone),
-    which gets the decoded message and returns the reply for clients that await
-    one. A ``weakref.WeakMethod`` fits, so the server never keeps its owner
-    alive; the owner closes the server when it goes.
+    which gets the frame's body and returns the frame to answer with, if any. A
+    ``weakref.WeakMethod`` fits, so the server never keeps its owner alive; the
+    owner closes the server when it goes.
     """
 
     def __init__(self, handler: Callable[[], Handler | None]) -> None:
@@ -216,8 +191,8 @@ class ReportServer:
                 break
             buffer += chunk
         try:
-            frames, buffer = _split_frames(buffer)
-        except ValueError as exc:
+            frames, buffer = split_frames(buffer)
+        except MalformedError as exc:
             _log.warning("seedwatch_bad_frame", error=str(exc))
             frames, closed = [], True
         for frame in frames:
@@ -229,21 +204,15 @@ class ReportServer:
             self._connections[conn] = buffer
 
     def _dispatch(self, conn: socket.socket, frame: bytes) -> None:
-        message: dict[str, Any] = {}
         try:
-            decoded = json.loads(frame)
-            if not isinstance(decoded, dict) or decoded.get("token") != self.channel.token:
-                _log.warning("seedwatch_bad_message", reason="not a message for this monitor")
-                return
-            message = decoded
             handler = self._handler()
-            reply = None if handler is None else handler(message)
+            reply = None if handler is None else handler(frame)
         except Exception as exc:  # noqa: BLE001 - the collector thread must outlive bad input
             _log.warning("seedwatch_bad_message", error=repr(exc))
-            reply = {}
-        if message.get("await"):
+            return
+        if reply is not None:
             with contextlib.suppress(OSError):
                 conn.setblocking(True)
                 conn.settimeout(1.0)
-                conn.sendall(encode_frame(reply or {}))
+                conn.sendall(reply)
                 conn.setblocking(False)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from seedwatch._settings import set_strict_default, strict_by_default
+from seedwatch._config import set_strict_default, strict_by_default
 from seedwatch.testing import assert_no_findings, strict_mode
 
 _PREVIOUS = pytest.StashKey[bool | None]()

@@ -1,8 +1,9 @@
 """
 Helpers for users' tests.
 
-Not thread-safe: :func:`strict_mode` changes a process-wide default, so use it
-in set-up code or one test at a time (pytest's default).
+Not thread-safe: :func:`strict_mode` and :func:`isolated_sources` change
+process-wide state, so use them in set-up code or one test at a time
+(pytest's default).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from seedwatch._settings import set_strict_default
+from seedwatch._config import set_strict_default
 
 
 def assert_no_findings(monitored: Any) -> None:
@@ -43,3 +44,23 @@ def strict_mode(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         set_strict_default(previous)
+
+
+@contextmanager
+def isolated_sources() -> Iterator[None]:
+    """
+    Undo, at the end of the block, every :func:`seedwatch.register_source` made inside it.
+
+    Registrations from before the block are restored as they were, including
+    ones unregistered inside it. Imports torch (the sources module reads generators).
+    """
+    from seedwatch._sources import (  # noqa: PLC0415 - keeps importing this module torch-free
+        registered_sources,
+        set_registered_sources,
+    )
+
+    saved = registered_sources()
+    try:
+        yield
+    finally:
+        set_registered_sources(saved)

@@ -1,0 +1,103 @@
+"""
+What a monitor was asked to do: its options, their limits, and the process-wide strict default.
+
+Torch-free: the pytest plugin reads the strict default on every pytest run.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+STRICT_ENV_VAR = "SEEDWATCH_STRICT"
+_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+
+MIN_DRAWS = 2
+MAX_DRAWS = 4096
+DEFAULT_DRAWS = 16
+
+_strict_override: bool | None = None
+
+
+def strict_by_default() -> bool:
+    """
+    Return the strictness for monitors that did not choose one.
+
+    Read each time a worker reports, not when the monitor is made, so a pytest
+    option or an environment variable set after ``monitor()`` applies.
+    """
+    if _strict_override is not None:
+        return _strict_override
+    return os.environ.get(STRICT_ENV_VAR, "").strip().lower() in _TRUE_WORDS
+
+
+def set_strict_default(value: bool | None) -> bool | None:
+    """
+    Override the default (``None`` restores the environment's), return the old override.
+
+    Used by the pytest plugin; not thread-safe, meant for session set-up.
+    """
+    global _strict_override
+    previous, _strict_override = _strict_override, value
+    return previous
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """What a monitor was asked to do; plain data that travels to workers."""
+
+    monitor_id: str
+    strict: bool | None
+    draws: int
+    expect_shared: frozenset[str]
+
+    def strict_now(self) -> bool:
+        """Resolve ``strict=None`` against the process-wide default, now."""
+        return strict_by_default() if self.strict is None else self.strict
+
+
+def new_config(strict: object, draws: object, expect_shared: Iterable[object]) -> MonitorConfig:
+    """
+    Validate ``monitor()``'s options and return a config with a fresh monitor id.
+
+    Raises:
+        TypeError: An option has the wrong type (the message names it).
+        ValueError: ``draws`` is out of range.
+
+    """
+    if strict is not None and not isinstance(strict, bool):
+        raise TypeError(f"strict must be True, False or None, got {strict!r}")
+    return MonitorConfig(
+        monitor_id=os.urandom(8).hex(),
+        strict=strict,
+        draws=_validated_draws(draws),
+        expect_shared=_validated_names(expect_shared),
+    )
+
+
+def _validated_draws(draws: object) -> int:
+    if isinstance(draws, bool):
+        raise TypeError("draws must be an int, got bool")
+    try:
+        count = operator.index(draws)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"draws must be an int, got {type(draws).__qualname__}") from None
+    if not MIN_DRAWS <= count <= MAX_DRAWS:
+        raise ValueError(f"draws must be between {MIN_DRAWS} and {MAX_DRAWS}, got {count}")
+    return count
+
+
+def _validated_names(expect_shared: Iterable[object]) -> frozenset[str]:
+    if isinstance(expect_shared, str):
+        raise TypeError(
+            f"expect_shared must be a collection of source names, not one string; "
+            f"did you mean expect_shared=[{expect_shared!r}]?"
+        )
+    names: list[str] = []
+    for name in expect_shared:
+        if not isinstance(name, str):
+            raise TypeError(f"expect_shared names must be strings, got {name!r}")
+        names.append(name)
+    return frozenset(names)

@@ -1,0 +1,128 @@
+"""
+The monitoring work behind one monitored dataset in one process: take a report, deliver it.
+
+A plain object with no proxy tricks, so the proxy (:mod:`seedwatch._proxy`)
+is left with forwarding, pickling and class switching, and the loader and the
+public API call these methods instead of the proxy's private ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+from torch.utils.data import get_worker_info
+
+from seedwatch._collector import Collector, collector_for
+from seedwatch._config import MonitorConfig
+from seedwatch._errors import DuplicateStreamError
+from seedwatch._finding import Finding
+from seedwatch._probe import take_report
+from seedwatch._ranks import RankSync
+from seedwatch._report import Report
+from seedwatch._transport import Channel, send
+from seedwatch._wire import MalformedError, decode_verdict, encode_request
+
+_log = structlog.get_logger("seedwatch")
+
+
+class Monitor:
+    """
+    One monitor's work in this process: the config, and where reports go.
+
+    In the process that made the monitor, reports go to its :class:`Collector`;
+    in a DataLoader worker, through :attr:`channel` to the main process. Not
+    thread-safe on its own: the proxy makes sure each process reports once.
+    """
+
+    def __init__(
+        self,
+        config: MonitorConfig,
+        collector: Collector | None = None,
+        channel: Channel | None = None,
+    ) -> None:
+        self.config = config
+        self._collector = collector
+        self._channel = channel
+
+    def collector(self) -> Collector:
+        """Return this process's collector for the monitor, adopting one if needed."""
+        collector = self._collector
+        if collector is None or not collector.owned:
+            config = self.config
+            collector = collector_for(
+                config.monitor_id, config.expect_shared, RankSync(None, "dataset")
+            )
+            self._collector = collector
+        return collector
+
+    def channel(self, *, listen: bool = False) -> Channel | None:
+        """
+        Return where this process's workers send reports.
+
+        With ``listen``, start listening if this process owns the collector and
+        has not yet (a dataset is being pickled for a spawn or forkserver worker).
+        """
+        collector = self._collector
+        if listen and collector is not None and collector.owned:
+            return collector.listen()
+        if self._channel is None and collector is not None:
+            return collector.channel
+        return self._channel
+
+    def take(self, dataset: object, *, epoch: tuple[int, int] | None = None) -> Report:
+        """Fingerprint every source this process sees from ``dataset``; deliver nothing."""
+        return take_report(dataset, self.config.draws, epoch=epoch)
+
+    def report(self, dataset: object) -> None:
+        """Take this process's report of ``dataset`` and deliver it; see :meth:`deliver`."""
+        self._deliver(lambda: self.take(dataset))
+
+    def deliver(self, report: Report) -> None:
+        """
+        Deliver a report to the main process's collector and act on the verdict.
+
+        Raises:
+            DuplicateStreamError: In strict mode, when the report repeats a stream.
+                A failure of seedwatch itself is logged, never raised: monitoring
+                must not break a fetch.
+
+        """
+        self._deliver(lambda: report)
+
+    def _deliver(self, take: Callable[[], Report]) -> None:
+        strict = self.config.strict_now()
+        try:
+            report = take()
+            if get_worker_info() is None:
+                error = self.collector().submit(report, strict=strict)
+            else:
+                error = self._send(report, strict=strict)
+        except Exception as exc:  # noqa: BLE001 - monitoring must never break a fetch
+            _log.warning("seedwatch_internal_error", error=repr(exc))
+            return
+        if error:
+            raise DuplicateStreamError(error)
+
+    def sync(self) -> None:
+        """Read what workers sent and what other ranks said (see :meth:`Collector.sync`)."""
+        self.collector().sync()
+
+    def findings(self) -> list[Finding]:
+        """Return every finding so far (see :meth:`Collector.findings`)."""
+        return self.collector().findings()
+
+    def _send(self, report: Report, *, strict: bool) -> str | None:
+        channel = self.channel()
+        if channel is None:
+            _log.warning("seedwatch_no_channel", reason="the dataset was not monitored before fork")
+            return None
+        frame = encode_request(report, channel.token, awaits_verdict=strict)
+        reply = send(channel, frame, await_reply=strict)
+        if reply is None:
+            return None
+        try:
+            return decode_verdict(reply)
+        except MalformedError as exc:
+            _log.warning("seedwatch_bad_verdict", error=str(exc))
+            return None

@@ -1,0 +1,218 @@
+"""
+What crosses a process boundary, in one place: each message, its encoder, its validating decoder.
+
+Between a worker and its main process (over :mod:`seedwatch._transport`):
+
+- a *frame*: a 4-byte big-endian length, then that many bytes of JSON;
+- a *request* (worker to main): ``{"token", "await", "report"}``, where ``await``
+  asks for a verdict (strict mode) and ``report`` is a :class:`Report`;
+- a *verdict* (main to worker): ``{"error"}``, the strict-mode error text or ``null``.
+
+Between ranks (values in the c10d store, see :mod:`seedwatch._ranks`):
+
+- a *member*: one process that drew a stream, a :class:`Member`'s fields;
+- a *notice*: ``[source, fingerprint]``, a stream another rank shares with the reader.
+
+Everything is JSON, never pickle. Every decoder validates the whole value and
+raises :class:`MalformedError` (a ``ValueError``) rather than return half of it.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from seedwatch._finding import Member
+from seedwatch._report import Report, Stream
+
+_HEADER = struct.Struct("!I")
+HEADER_SIZE = _HEADER.size
+MAX_FRAME = 1 << 20
+
+
+class MalformedError(ValueError):
+    """A value that another process sent or stored does not have the expected form."""
+
+
+def encode_frame(message: dict[str, Any]) -> bytes:
+    """Return ``message`` as a length-prefixed JSON frame."""
+    body = json.dumps(message, separators=(",", ":")).encode()
+    return _HEADER.pack(len(body)) + body
+
+
+def split_frames(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """
+    Return the complete frame bodies at the start of ``buffer``, and what follows them.
+
+    Raises:
+        MalformedError: A frame announces more than :data:`MAX_FRAME` bytes.
+
+    """
+    frames = []
+    while len(buffer) >= HEADER_SIZE:
+        (length,) = _HEADER.unpack_from(buffer)
+        if length > MAX_FRAME:
+            raise MalformedError(f"frame of {length} bytes exceeds {MAX_FRAME}")
+        end = HEADER_SIZE + length
+        if len(buffer) < end:
+            break
+        frames.append(buffer[HEADER_SIZE:end])
+        buffer = buffer[end:]
+    return frames, buffer
+
+
+@dataclass(frozen=True)
+class Request:
+    """A worker's report, and whether the worker waits for a verdict (strict mode)."""
+
+    report: Report
+    awaits_verdict: bool
+
+
+def encode_request(report: Report, token: str, *, awaits_verdict: bool) -> bytes:
+    """Return the frame a worker sends: its report, for the monitor that ``token`` names."""
+    return encode_frame({"token": token, "await": awaits_verdict, "report": _plain_report(report)})
+
+
+def decode_request(body: bytes, token: str) -> Request:
+    """
+    Read a request frame's body, sent to the monitor that ``token`` names.
+
+    Raises:
+        MalformedError: Not JSON, not for this monitor, or the report is malformed.
+
+    """
+    data = _json(body)
+    if not isinstance(data, dict) or data.get("token") != token:
+        raise MalformedError("not a message for this monitor")
+    try:
+        report = _report(data["report"])
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise MalformedError(f"malformed report: {exc!r}") from None
+    return Request(report, awaits_verdict=data.get("await") is True)
+
+
+def encode_verdict(error: str | None) -> bytes:
+    """Return the frame the main process answers a waiting worker with."""
+    return encode_frame({"error": error})
+
+
+def decode_verdict(body: bytes) -> str | None:
+    """
+    Return the strict-mode error text of a verdict frame's body, or ``None`` for clean.
+
+    Raises:
+        MalformedError: Not a verdict.
+
+    """
+    data = _json(body)
+    error = data.get("error") if isinstance(data, dict) else 0
+    if error is not None and not isinstance(error, str):
+        raise MalformedError("not a verdict")
+    return error
+
+
+def encode_member(member: Member) -> str:
+    """Return the store value naming one process that drew a stream."""
+    return json.dumps(member.as_dict(), separators=(",", ":"))
+
+
+def decode_member(value: object) -> Member:
+    """
+    Read a member from the store.
+
+    Raises:
+        MalformedError: Not a member's JSON (``generation``, ``pid`` and ``rank`` required).
+
+    """
+    data = _json(value)
+    try:
+        if not isinstance(data, dict):
+            raise TypeError("not an object")  # noqa: TRY301 - one exit for every defect
+        return Member(
+            generation=_int(data["generation"]),
+            worker=_optional_int(data["worker"]),
+            pid=_int(data["pid"]),
+            rank=_int(data["rank"]),
+            seed=_optional_int(data["seed"]),
+        )
+    except (KeyError, TypeError) as exc:
+        raise MalformedError(f"malformed member: {exc!r}") from None
+
+
+def encode_notice(source: str, fingerprint: str) -> str:
+    """Return the inbox value telling a rank that the sender drew one of its streams too."""
+    return json.dumps([source, fingerprint])
+
+
+def decode_notice(value: object) -> tuple[str, str]:
+    """
+    Read an inbox notice: ``(source, fingerprint)``.
+
+    Raises:
+        MalformedError: Not a pair of strings.
+
+    """
+    data = _json(value)
+    if not (isinstance(data, list) and len(data) == 2 and all(isinstance(v, str) for v in data)):
+        raise MalformedError("malformed notice")
+    return data[0], data[1]
+
+
+def _plain_report(report: Report) -> dict[str, Any]:
+    return {
+        "generation": report.generation,
+        "worker": report.worker,
+        "pid": report.pid,
+        "seed": report.seed,
+        "rank": report.rank,
+        "streams": {name: [s.fingerprint, s.origin] for name, s in report.streams.items()},
+    }
+
+
+def _report(data: object) -> Report:
+    if not isinstance(data, dict):
+        raise TypeError("a report must be a JSON object")
+    streams = {
+        _text(name): Stream(_fingerprint(fp), _text(origin))
+        for name, (fp, origin) in data["streams"].items()
+    }
+    return Report(
+        generation=_text(data["generation"]),
+        worker=_optional_int(data["worker"]),
+        pid=_int(data["pid"]),
+        seed=_optional_int(data["seed"]),
+        streams=streams,
+        rank=_optional_int(data.get("rank")),
+    )
+
+
+def _json(value: object) -> object:
+    try:
+        return json.loads(value)  # type: ignore[arg-type]
+    except (ValueError, TypeError) as exc:
+        raise MalformedError(f"not JSON: {exc}") from None
+
+
+def _fingerprint(value: object) -> str:
+    text = _text(value)
+    int(text, 16)  # ValueError when not hex
+    return text
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _int(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _optional_int(value: object) -> int | None:
+    return None if value is None else _int(value)

@@ -1,0 +1,99 @@
+"""Findings as text: what repeats, who drew it, the fix; and the strict-mode message."""
+
+from __future__ import annotations
+
+from seedwatch._finding import Finding, Member
+from seedwatch._render import duplicate_message, render_findings, render_table, summarise_members
+
+HINT = "Build it per worker from get_worker_info().seed."
+
+
+def finding(members: list[Member], source: str = "rng", kind: str = "workers") -> Finding:
+    return Finding(source, kind, tuple(members), "00000000000000ab", HINT)  # type: ignore[arg-type]
+
+
+def workers(generations: range, count: int, rank: int | None = None) -> list[Member]:
+    return [
+        Member(gen, worker, 100 * gen + worker, rank)
+        for gen in generations
+        for worker in range(count)
+    ]
+
+
+class TestSummariseMembers:
+    def test_generations_and_workers_as_ranges(self) -> None:
+        """A full grid reads as two ranges and a count."""
+        assert "gen 0-2 x worker 0-1 (6 processes)" == summarise_members(
+            finding(workers(range(3), 2))
+        )
+
+    def test_gaps_are_listed(self) -> None:
+        """Non-consecutive numbers are comma-separated ranges."""
+        members = [Member(0, w, w) for w in (0, 1, 2, 5)]
+
+        assert "gen 0 x worker 0-2,5 (4 processes)" == summarise_members(finding(members))
+
+    def test_the_main_process_is_named(self) -> None:
+        """A main-process member reads as 'main', alone or beside workers."""
+        alone = finding([Member(0, None, 1), Member(1, None, 1)])
+        mixed = finding([Member(0, 0, 2), Member(1, None, 1)])
+
+        assert ("gen 0-1 x main (2 processes)", "gen 0-1 x main + worker 0 (2 processes)") == (
+            summarise_members(alone),
+            summarise_members(mixed),
+        )
+
+    def test_ranks_come_first(self) -> None:
+        """Members on ranks are summarised by rank too."""
+        members = workers(range(1), 2, rank=0) + workers(range(1), 2, rank=1)
+
+        assert "rank 0-1 x gen 0 x worker 0-1 (4 processes)" == summarise_members(
+            finding(members, kind="ranks")
+        )
+
+
+class TestRenderFindings:
+    def test_clean_says_so(self) -> None:
+        """No findings is one line that says clean."""
+        assert "  clean: no duplicate random streams" == render_findings([])
+
+    def test_a_block_names_the_source_members_and_fix(self) -> None:
+        """Each finding is a header, the members and the fix, wrapped to the page."""
+        text = render_findings([finding(workers(range(3), 4))])
+
+        lines = text.splitlines()
+        assert "  DUPLICATE 'rng' across workers (stream 00000000000000ab)" == lines[0]
+        assert lines[1].startswith("    drawn by: gen 0 worker 0 (pid 0), ")
+        assert all(len(line) <= 88 for line in lines)
+        assert "gen 2 worker 3 (pid 203)" in text
+        assert f"    fix: {HINT}" == lines[-1]
+
+
+class TestRenderTable:
+    def test_rows_line_up_with_their_fix_beneath(self) -> None:
+        """A header, then each finding's row and its fix."""
+        found = [
+            finding(workers(range(2), 2), source="augs['noise']", kind="epochs"),
+            finding(workers(range(1), 2)),
+        ]
+
+        lines = render_table(found).splitlines()
+
+        assert ["SOURCE", "KIND", "WHO", "FINGERPRINT"] == lines[0].split()
+        assert lines[1].startswith("augs['noise']  epochs   gen 0-1 x worker 0-1 (4 processes)")
+        assert lines[3].startswith("rng            workers  gen 0 x worker 0-1 (2 processes)")
+        assert [f"  fix: {HINT}"] * 2 == [lines[2], lines[4]]
+        assert lines[0].index("KIND") == lines[1].index("epochs")
+
+
+def test_the_strict_message_lists_each_finding_with_its_fix() -> None:
+    """The DuplicateStreamError text: a title, then each finding and its fix."""
+    first, second = finding([Member(0, 0, 7), Member(0, 1, 8)]), finding([], source="numpy")
+
+    assert [
+        "seedwatch: duplicate random streams",
+        f"- {first.describe()}",
+        f"  fix: {HINT}",
+        f"- {second.describe()}",
+        f"  fix: {HINT}",
+    ] == duplicate_message([first, second]).splitlines()

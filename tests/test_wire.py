@@ -1,0 +1,167 @@
+"""What crosses a process boundary: each message survives the wire, and bad ones are refused."""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from seedwatch._finding import Member
+from seedwatch._report import Report, Stream
+from seedwatch._wire import (
+    MAX_FRAME,
+    MalformedError,
+    decode_member,
+    decode_notice,
+    decode_request,
+    decode_verdict,
+    encode_frame,
+    encode_member,
+    encode_notice,
+    encode_request,
+    encode_verdict,
+    split_frames,
+)
+
+TOKEN = "0123abcd"  # noqa: S105 - a test token, not a secret
+
+
+def sample() -> Report:
+    return Report(
+        generation="workers:1::7",
+        worker=1,
+        pid=4242,
+        seed=99,
+        streams={"numpy": Stream("00ff", "global"), "rng": Stream("abcd", "random.Random")},
+        rank=3,
+    )
+
+
+def body(frame: bytes) -> bytes:
+    [only], rest = split_frames(frame)
+    assert b"" == rest
+    return only
+
+
+def request_body(change: Callable[[dict[str, Any]], object]) -> bytes:
+    """A valid request's body, with ``change`` applied to its decoded JSON."""
+    data = json.loads(body(encode_request(sample(), TOKEN, awaits_verdict=True)))
+    change(data)
+    return json.dumps(data).encode()
+
+
+class TestFrames:
+    def test_a_frame_is_a_length_and_json(self) -> None:
+        """A 4-byte big-endian length, then that many bytes of JSON."""
+        frame = encode_frame({"a": 1})
+
+        assert (len(frame) - 4, {"a": 1}) == (
+            struct.unpack("!I", frame[:4])[0],
+            json.loads(frame[4:]),
+        )
+
+    def test_split_keeps_an_incomplete_tail(self) -> None:
+        """Complete frames come out; a partial one waits for more bytes."""
+        one, two = encode_frame({"n": 1}), encode_frame({"n": 2})
+
+        frames, rest = split_frames(one + two[:5])
+
+        assert ([one[4:]], two[:5]) == (frames, rest)
+
+    def test_an_oversized_header_is_refused_before_its_body(self) -> None:
+        """A length over MAX_FRAME is malformed as soon as the header is there."""
+        with pytest.raises(MalformedError, match="exceeds"):
+            split_frames(struct.pack("!I", MAX_FRAME + 1))
+
+
+class TestRequest:
+    @pytest.mark.parametrize("awaits", [True, False])
+    def test_round_trips(self, awaits: bool) -> None:
+        """A report and its wish for a verdict survive the wire unchanged."""
+        request = decode_request(
+            body(encode_request(sample(), TOKEN, awaits_verdict=awaits)), TOKEN
+        )
+
+        assert (sample(), awaits) == (request.report, request.awaits_verdict)
+
+    def test_another_monitors_token_is_refused(self) -> None:
+        """Only holders of the monitor's token are heard."""
+        frame = encode_request(sample(), "forged", awaits_verdict=False)
+
+        with pytest.raises(MalformedError, match="not a message for this monitor"):
+            decode_request(body(frame), TOKEN)
+
+    @pytest.mark.parametrize(
+        "damage",
+        [
+            lambda d: d["report"].pop("streams"),
+            lambda d: d["report"].update(pid="4242"),
+            lambda d: d["report"].update(worker=True),
+            lambda d: d["report"].update(streams={"rng": ["abcd"]}),
+            lambda d: d["report"].update(streams={"rng": [1, "x"]}),
+            lambda d: d["report"].update(streams={"rng": ["not hex", "x"]}),
+            lambda d: d["report"].update(streams=[]),
+            lambda d: d.update(report=[1, 2]),
+            lambda d: d.pop("report"),
+        ],
+    )
+    def test_malformed_reports_are_refused_whole(self, damage: Callable[[Any], object]) -> None:
+        """Missing keys and wrong types are refused, never half-read."""
+        with pytest.raises(MalformedError, match="malformed report"):
+            decode_request(request_body(damage), TOKEN)
+
+    @pytest.mark.parametrize("raw", [b"nope", b"[1]", b"\xff"])
+    def test_non_objects_are_refused(self, raw: bytes) -> None:
+        """A body that is not a JSON object is malformed."""
+        with pytest.raises(MalformedError):
+            decode_request(raw, TOKEN)
+
+
+class TestVerdict:
+    @pytest.mark.parametrize("error", [None, "seedwatch: duplicate random streams"])
+    def test_round_trips(self, error: str | None) -> None:
+        """Clean (None) and the strict-mode error text both survive."""
+        assert error == decode_verdict(body(encode_verdict(error)))
+
+    @pytest.mark.parametrize("raw", [b'{"error": 3}', b"[]", b"x"])
+    def test_anything_else_is_refused(self, raw: bytes) -> None:
+        """A verdict is an object whose error is a string or null."""
+        with pytest.raises(MalformedError):
+            decode_verdict(raw)
+
+
+class TestRankValues:
+    def test_a_member_round_trips(self) -> None:
+        """A member's fields survive the store."""
+        member = Member(generation=2, worker=None, pid=7, rank=1, seed=None)
+
+        assert member == decode_member(encode_member(member))
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "x",
+            "[]",
+            '{"generation": 0, "worker": 0, "pid": 1, "rank": null, "seed": 0}',
+            '{"generation": 0, "worker": 0, "pid": "1", "rank": 0, "seed": 0}',
+            '{"generation": true, "worker": 0, "pid": 1, "rank": 0, "seed": 0}',
+            '{"generation": 0, "pid": 1, "rank": 0, "seed": 0}',
+        ],
+    )
+    def test_a_malformed_member_is_refused(self, value: str) -> None:
+        """Members need integer generation, pid and rank, and every field."""
+        with pytest.raises(MalformedError):
+            decode_member(value)
+
+    def test_a_notice_round_trips(self) -> None:
+        """An inbox notice is a source and a fingerprint."""
+        assert ("rng", "00aa") == decode_notice(encode_notice("rng", "00aa"))
+
+    @pytest.mark.parametrize("value", ['["rng"]', '["rng", 3]', "{}", b"\xff"])
+    def test_a_malformed_notice_is_refused(self, value: str | bytes) -> None:
+        """Anything but a pair of strings is malformed."""
+        with pytest.raises(MalformedError):
+            decode_notice(value)
