@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from pipelines import ShardOrderDataset
 from seedwatch._cli import main
+from seedwatch._generators import fingerprint, upcoming_draws
 
 TESTS_DIR = Path(__file__).parent
 
@@ -61,12 +63,19 @@ class TestReport:
     def test_expect_shared_and_draws_are_passed_on(
         self, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """--expect-shared silences a declared shard order."""
-        status, _, _ = check(
+        """--expect-shared silences a shard order; --draws sets how much a fingerprint reads."""
+        silenced, _, _ = check(
             capsys, "pipelines:ShardOrderDataset", "--expect-shared", "shard_order", "--draws", "4"
         )
+        _, out, _ = check(
+            capsys, "pipelines:ShardOrderDataset", "--json", "--draws", "4", "--epochs", "1"
+        )
 
-        assert 0 == status
+        shard_order = ShardOrderDataset().shard_order
+        assert 0 == silenced
+        assert [("shard_order", fingerprint(upcoming_draws(shard_order, 4)))] == [
+            (row["source"], row["fingerprint"]) for row in map(json.loads, out.splitlines())
+        ]
 
     def test_strict_stops_at_the_first_duplicate(self, capsys: pytest.CaptureFixture[str]) -> None:
         """--strict ends the run in the epoch of the first duplicate, and reports it."""

@@ -10,7 +10,7 @@ from torch.utils.data import ConcatDataset, Subset
 
 from pipelines import HoldsGenerator, TransformedDataset
 from seedwatch import monitor
-from seedwatch._discover import MAX_DEPTH, find_generators
+from seedwatch._discover import MAX_DEPTH, MAX_ITEMS_PER_CONTAINER, MAX_OBJECTS, find_generators
 
 
 def paths(root: object) -> list[str]:
@@ -86,10 +86,40 @@ class TestFindGenerators:
         assert [] == calls
 
     def test_huge_containers_cost_a_bounded_walk(self) -> None:
-        """A dataset holding a million samples is walked in bounded time."""
-        root = Box(samples=list(range(1_000_000)), rng=np.random.default_rng(0))
+        """Of a million samples only the first few are walked: a generator at the end is not."""
+        samples: list[object] = [*range(999_999), random.Random(0)]
+        root = Box(samples=samples, rng=np.random.default_rng(0))
 
         assert ["rng"] == paths(root)
+
+    def test_a_container_is_walked_up_to_its_item_bound(self) -> None:
+        """A list, a dict and an object each give up their first MAX_ITEMS_PER_CONTAINER items."""
+
+        def many() -> list[random.Random]:
+            return [random.Random(i) for i in range(1_000)]
+
+        root = Box(
+            items=many(),
+            table=dict(enumerate(many())),
+            wide=Box(**{f"g{i}": rng for i, rng in enumerate(many())}),
+        )
+
+        found = paths(root)
+
+        assert [MAX_ITEMS_PER_CONTAINER] * 3 == [
+            sum(path.startswith(name) for path in found) for name in ("items", "table", "wide")
+        ]
+        assert f"items[{MAX_ITEMS_PER_CONTAINER - 1}]" in found
+        assert f"items[{MAX_ITEMS_PER_CONTAINER}]" not in found
+
+    def test_the_walk_stops_after_max_objects(self) -> None:
+        """Among ten thousand generators the walk visits MAX_OBJECTS objects, no more."""
+        shards = [[random.Random(i) for i in range(100)] for _ in range(100)]
+
+        found = paths(Box(shards=shards))
+
+        visited_containers = 1 + 1 + len(shards)  # the root, the outer list, every shard
+        assert MAX_OBJECTS == visited_containers + len(found)
 
     def test_ignores_arrays_and_tensors(self) -> None:
         """Numeric arrays are data, not containers to walk."""

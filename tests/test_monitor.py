@@ -8,11 +8,25 @@ from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, IterableDataset, Subset
 
 import seedwatch
-from pipelines import BatchedDataset, FailingDataset, HoldsGenerator, StreamDataset, load
-from seedwatch import DuplicateStreamError, DuplicateStreamWarning, findings, monitor
+from pipelines import (
+    BatchedDataset,
+    FailingDataset,
+    GlobalsDataset,
+    HoldsGenerator,
+    StreamDataset,
+    load,
+)
+from seedwatch import (
+    DuplicateStreamError,
+    DuplicateStreamWarning,
+    findings,
+    monitor,
+    register_source,
+)
+from seedwatch.testing import isolated_sources
 
 
 class TestProxy:
@@ -78,12 +92,18 @@ class TestProxy:
         assert monitor(monitored, strict=True) is monitored
 
     def test_works_inside_subset_and_concat(self) -> None:
-        """A monitored dataset inside torch's wrappers is still fetched correctly."""
-        monitored = monitor(HoldsGenerator(size=6))
+        """Through Subset and ConcatDataset, a monitored dataset yields the raw one's items."""
 
-        batches = list(DataLoader(Subset(monitored, [1, 3]), batch_size=2))
+        def wrapped(dataset: Dataset[Any]) -> ConcatDataset[Any]:
+            return ConcatDataset([Subset(dataset, [1, 3]), dataset])
 
-        assert [1, 3] == batches[0][:, 0].tolist()
+        raw, monitored = HoldsGenerator(size=4), monitor(HoldsGenerator(size=4))
+
+        expected = [batch.tolist() for batch in DataLoader(wrapped(raw), batch_size=3)]
+        actual = [batch.tolist() for batch in DataLoader(wrapped(monitored), batch_size=3)]
+
+        assert [1, 3, 0, 1, 2, 3] == [item[0] for batch in actual for item in batch]
+        assert expected == actual
 
 
 class TestCopies:
@@ -161,12 +181,24 @@ class TestBadInput:
 
 class TestMainProcess:
     def test_fingerprints_once_per_process(self) -> None:
-        """Without workers the main process reports once; later fetches add nothing."""
-        monitored = monitor(HoldsGenerator())
-        for i in range(5):
-            monitored[i]
-        copy.copy(monitored)[0]
+        """A proxy reports at its first fetch in a process only; a copy once, at its own."""
+        reads: list[int] = []
 
+        def counted(n: int) -> bytes:
+            reads.append(n)
+            return bytes(n)
+
+        with isolated_sources():
+            register_source("counted", draws=counted)
+            monitored = monitor(GlobalsDataset())
+            for i in range(5):
+                monitored[i]
+            after_fetches = len(reads)
+            twin = copy.copy(monitored)
+            for i in range(3):
+                twin[i]
+
+        assert (1, 2) == (after_fetches, len(reads))
         assert [] == findings(monitored)
 
     def test_a_worker_epoch_repeated_in_the_main_process(self) -> None:
@@ -221,10 +253,11 @@ class TestMainProcess:
             monitored[0]
 
     def test_no_global_state_between_monitors(self) -> None:
-        """Two monitors of equal datasets do not see each other's streams."""
+        """Equal streams drawn by the workers of two monitors are a finding of neither."""
         first, second = monitor(HoldsGenerator()), monitor(HoldsGenerator())
-        first[0]
-        second[0]
+
+        load(first, epochs=1, workers=1)
+        load(second, epochs=1, workers=1)
 
         assert ([], []) == (findings(first), findings(second))
 
@@ -269,13 +302,14 @@ class TestThreads:
         """findings() from other threads while a loader runs neither blocks nor loses reports."""
         monitored = monitor(HoldsGenerator(size=64))
         stop = threading.Event()
-        seen: list[int] = []
+        polls: list[list[int]] = [[], [], []]
 
-        def poll() -> None:
+        def poll(counts: list[int]) -> None:
             while not stop.is_set():
-                seen.append(len(findings(monitored)))
+                counts.append(len(findings(monitored)))
+            counts.append(len(findings(monitored)))  # once more, after the loader is done
 
-        pollers = [threading.Thread(target=poll) for _ in range(3)]
+        pollers = [threading.Thread(target=poll, args=(counts,)) for counts in polls]
         for poller in pollers:
             poller.start()
         try:
@@ -288,4 +322,5 @@ class TestThreads:
         assert [("rng", "epochs"), ("rng", "workers")] == [
             (f.source, f.kind) for f in findings(monitored)
         ]
-        assert seen
+        assert [2, 2, 2] == [counts[-1] for counts in polls]
+        assert [sorted(counts) for counts in polls] == polls

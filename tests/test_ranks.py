@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import torch.distributed as dist
 import torch.multiprocessing
+from structlog.testing import capture_logs
 
 import rank_jobs
 from seedwatch._collector import Collector
@@ -39,7 +40,9 @@ class TestRankLink:
         """A stream nobody else drew is nobody else's."""
         link = RankLink(store, 0, "ns")
 
-        assert (0, ()) == (link.publish("torch", "f", member(0)).count, ())
+        heard = link.publish("torch", "f", member(0))
+
+        assert (0, ()) == (heard.count, heard.members)
 
     def test_a_later_rank_sees_the_earlier_ones(self, store: Any) -> None:
         """The second rank to publish a stream learns who drew it before."""
@@ -118,7 +121,13 @@ class TestConnect:
 
     def test_insisting_without_a_store_warns_and_stays_local(self) -> None:
         """distributed=True with nothing to connect to logs why and carries on."""
-        assert connect(True, "label") is None
+        with capture_logs() as logs:
+            link = connect(True, "label")
+
+        assert link is None
+        assert [("seedwatch_not_distributed", "warning")] == [
+            (log["event"], log["log_level"]) for log in logs
+        ]
 
     def test_an_explicit_store_and_rank(self, store: Any) -> None:
         """Distributed(store, rank, namespace) connects without a process group."""

@@ -6,13 +6,16 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from structlog.testing import capture_logs
 
 from pipelines import (
     START_METHODS,
     GlobalsDataset,
+    HoldsGenerator,
     UsesLibrary,
     library_draws,
     library_rng,
@@ -67,22 +70,31 @@ class TestRegisterSource:
     def test_a_source_with_nothing_yet_is_skipped(self) -> None:
         """A getter returning None (not initialised) is no stream and no error."""
         register_source("later", generator=lambda: None)
-        monitored = monitor(GlobalsDataset())
+        monitored = monitor(HoldsGenerator())
+        load(monitored, epochs=1, workers=1)
 
-        load(monitored, epochs=1)
+        with capture_logs() as logs:
+            monitored[0]  # the main process reports here, where its logs can be captured
 
-        assert [] == findings(monitored)
+        assert [("rng", "epochs")] == [(f.source, f.kind) for f in findings(monitored)]
+        assert [] == [log for log in logs if log["event"] == "unreadable_source"]
 
     def test_a_broken_source_never_breaks_loading(self) -> None:
-        """A reader that raises is skipped; the data still flows."""
+        """A reader that raises is skipped with a log event; the data flows, the rest is judged."""
 
         def broken(_n: int) -> bytes:
             raise RuntimeError("no state")
 
         register_source("broken", draws=broken)
-        monitored = monitor(GlobalsDataset(size=4))
+        monitored = monitor(HoldsGenerator(size=4))
 
-        assert 2 == len(load(monitored, epochs=1)[0])
+        batches: list[Any] = load(monitored, epochs=1, workers=1)[0]
+        with capture_logs() as logs:
+            monitored[0]  # the main process reports here, where its logs can be captured
+
+        assert [[0, 1], [2, 3]] == [[item[0] for item in batch] for batch in batches]
+        assert [("rng", "epochs")] == [(f.source, f.kind) for f in findings(monitored)]
+        assert ["broken"] == [log["source"] for log in logs if log["event"] == "unreadable_source"]
 
     def test_an_unpicklable_source_is_dropped_for_spawn_workers(self) -> None:
         """A lambda source cannot reach spawn workers; loading still works."""
