@@ -6,6 +6,10 @@ import pytest
 
 from seedwatch import _config
 
+#: Loaded here rather than through its entry point (disabled in pyproject.toml), so that
+#: coverage, which starts before conftest files are read, measures the plugin and the package.
+pytest_plugins = ["seedwatch.pytest_plugin"]
+
 
 @pytest.fixture(autouse=True)
 def _isolate_strictness(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:

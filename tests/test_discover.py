@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import functools
 import random
+import types
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,7 +16,7 @@ from seedwatch._discover import MAX_DEPTH, MAX_ITEMS_PER_CONTAINER, MAX_OBJECTS,
 
 
 def paths(root: object) -> list[str]:
-    return [path for path, _ in find_generators(root)]
+    return [found.path for found in find_generators(root)]
 
 
 class Box(SimpleNamespace):
@@ -124,3 +126,114 @@ class TestFindGenerators:
     def test_ignores_arrays_and_tensors(self) -> None:
         """Numeric arrays are data, not containers to walk."""
         assert [] == paths(Box(images=np.zeros((4, 4)), labels=torch.zeros(4)))
+
+
+RNG_FOR_CODE = np.random.default_rng(3)
+
+
+def uses_module_rng(value: int) -> int:
+    return value + int(RNG_FOR_CODE.integers(10))
+
+
+class UsesHelper:
+    def __getitem__(self, index: int) -> int:
+        return self._augment(index)
+
+    def _augment(self, value: int) -> int:
+        return uses_module_rng(value)
+
+
+class OnlyInInit:
+    def __init__(self) -> None:
+        self.order = list(RNG_FOR_CODE.permutation(4))
+
+
+class ClassLevel:
+    R = np.random.RandomState(0)
+
+
+def closure_over(rng: object) -> Any:
+    def add(value: int) -> int:
+        return value + id(rng)
+
+    return add
+
+
+class TestReach:
+    def test_closures_and_default_arguments(self) -> None:
+        """A captured name and a default argument are named by the function and the name."""
+
+        def with_default(value: int, noise: object = random.Random(1)) -> int:
+            return value
+
+        assert [
+            "fn(closure_over.add).rng",
+            "fn2(TestReach.test_closures_and_default_arguments.with_default).noise",
+        ] == paths(Box(fn=closure_over(random.Random(0)), fn2=with_default))
+
+    def test_partials_bound_methods_and_builtin_methods(self) -> None:
+        """partial's keywords and args, a method's object, and rng.integers's generator."""
+        rng = np.random.default_rng(0)
+        holder = Box(state=np.random.RandomState(1))
+
+        assert {
+            "p.args[0]",
+            "p.keywords['g']",
+            "m.__self__.state",
+            "draw.__self__",
+        } == set(
+            paths(
+                Box(
+                    p=functools.partial(print, torch.Generator(), g=random.Random(0)),
+                    m=types.MethodType(lambda self: None, holder),
+                    draw=rng.integers,
+                )
+            )
+        )
+
+    def test_class_attributes_unless_shadowed(self) -> None:
+        """A generator on the class is found as Class.attr, unless the instance has its own."""
+        shadowing = ClassLevel()
+        shadowing.R = np.random.RandomState(1)
+
+        assert ["ClassLevel.R"] == paths(Box(a=ClassLevel()))
+        assert ["a.R"] == paths(Box(a=shadowing))
+
+    def test_module_globals_named_by_fetching_code(self) -> None:
+        """Globals used by __getitem__ and the methods and helpers it calls are found."""
+        assert ["test_discover.RNG_FOR_CODE"] == paths(UsesHelper())
+
+    def test_code_that_only_runs_in_init_is_not_read(self) -> None:
+        """A global used only by __init__ (a file shuffle) is not a worker's stream."""
+        assert [] == paths(OnlyInInit())
+
+    def test_a_running_generators_locals_and_its_delegate(self) -> None:
+        """Locals of a suspended generator, and of what it yields from, are found by name."""
+
+        def inner() -> Any:
+            order = random.Random(1)
+            yield order.random()
+
+        def outer() -> Any:
+            rng = np.random.default_rng(0)
+            yield rng.random()
+            yield from inner()
+
+        running = outer()
+        next(running)
+        next(running)
+
+        assert [
+            "TestReach.test_a_running_generators_locals_and_its_delegate.outer().rng",
+            "TestReach.test_a_running_generators_locals_and_its_delegate.inner().order",
+        ] == [found.path for found in find_generators(Box(), ("", running))]
+
+    def test_places_are_told_apart(self) -> None:
+        """Each found generator says what kind of place holds it, for its fix."""
+        root = Box(fn=closure_over(random.Random(0)), a=ClassLevel(), own=random.Random(2))
+
+        assert {
+            "own": "attribute",
+            "fn(closure_over.add).rng": "closure",
+            "ClassLevel.R": "class",
+        } == {found.path: found.place for found in find_generators(root)}

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from seedwatch._finding import Member
 from seedwatch._ledger import StreamLedger
 from seedwatch._report import Report, Stream
@@ -141,3 +144,18 @@ class TestRemoteStreams:
         assert ([], []) == ledger.merge_remote("torch", fp("x"), 3, [])
         assert ([], []) == ledger.merge_remote("order", fp("o"), 3, [])
         assert [] == ledger.findings()
+
+
+def test_the_judge_loads_without_torch() -> None:
+    """Report, wire, ledger and collector import neither torch nor numpy: judging is plain data."""
+    code = (
+        "import sys\n"
+        "import seedwatch._collector, seedwatch._ledger, seedwatch._wire, seedwatch._report\n"
+        "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))\n"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+
+    assert "[]" == result.stdout.strip()

@@ -47,9 +47,9 @@ class TestRegisterSource:
         assert "custom source 'library'" in finding.hint
 
     def test_a_draws_reader_is_watched(self) -> None:
-        """A source read through its own draws function is fingerprinted too."""
+        """A source read through its own draws function (state no walk sees) is fingerprinted."""
         register_source("library", draws=library_draws)
-        monitored = monitor(UsesLibrary())
+        monitored = monitor(GlobalsDataset())
 
         load(monitored, epochs=2)
 
@@ -61,7 +61,7 @@ class TestRegisterSource:
         """unregister_source stops reporting a source."""
         register_source("library", generator=library_rng)
         unregister_source("library")
-        monitored = monitor(UsesLibrary())
+        monitored = monitor(GlobalsDataset())
 
         load(monitored, epochs=1)
 

@@ -44,6 +44,21 @@ class CroppedImages(Dataset[torch.Tensor]):
         return torch.as_tensor(self.rng.integers(0, 224, size=2) + index)
 
 
+class LazyCrops(Dataset[torch.Tensor]):
+    """The generator is made lazily in the worker, as advised, but from a constant seed."""
+
+    def __init__(self) -> None:
+        self.rng: np.random.Generator | None = None
+
+    def __len__(self) -> int:
+        return 16
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if self.rng is None:
+            self.rng = np.random.default_rng(0)
+        return torch.as_tensor(self.rng.integers(0, 224, size=2) + index)
+
+
 def article_worker_init(worker_id: int) -> None:
     """Reseed numpy like the widely copied article; get_state()[1][0] is constant in workers."""
     state: Any = np.random.get_state()  # noqa: NPY002 - the article reads the legacy global
@@ -73,6 +88,9 @@ PIPELINES = (
         article_worker_init,
     ),
     Pipeline("a dataset holding np.random.default_rng(0) from __init__", CroppedImages, None),
+    Pipeline(
+        "a generator created lazily in __getitem__, from the constant seed 0", LazyCrops, None
+    ),
     Pipeline(
         "correct: the generator is rebuilt per worker from get_worker_info().seed",
         CroppedImages,

@@ -1,18 +1,37 @@
 """
-Finding the random generators a dataset holds, and naming them by their path.
+Finding the random generators a pipeline holds or uses, and naming each where a user finds it.
 
-The walk reads instance ``__dict__``s and slots directly, so it never runs user
-code (no properties, no ``__getattr__``), and it is bounded in depth, objects
-and items per container, so a dataset holding a million samples costs the same
-as one holding ten.
+Where the walk looks, from the dataset (and, for an iterable, its running iterator):
+
+- attributes and slots of objects, items of lists, tuples and dicts, and the
+  object inside a wrapt proxy (a monitored dataset inside another);
+- callables: closure cells, default arguments, ``functools.partial``'s
+  ``func``/``args``/``keywords``, a bound method's ``__self__``;
+- class attributes along each visited object's class hierarchy, unless the
+  instance shadows them (MONAI's ``Randomizable.R``);
+- module globals that the pipeline's code names: the code of the functions it
+  holds, and of its classes' fetching methods (``__getitem__``, ``__iter__``,
+  ``__call__``, ``forward``, ...) and the methods and helper functions those name;
+- a suspended generator's frame: the locals of an iterable's running ``__iter__``
+  and of what it delegates to (``yield from``).
+
+It never runs user code: it reads ``__dict__``, slots, class dicts, cells,
+code objects and frames directly, so no property, descriptor or
+``__getattr__`` fires. It is bounded in depth, objects, items per container and
+hops through globals, so a dataset holding a million samples costs the same as
+one holding ten. Code of PyTorch, numpy and the standard library is not read:
+their only streams are the process globals, which are watched anyway.
 """
 
 from __future__ import annotations
 
+import functools
+import gc
+import sys
 import types
 from collections import deque
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -23,6 +42,16 @@ from seedwatch._generators import is_generator
 MAX_DEPTH = 8
 MAX_OBJECTS = 5_000
 MAX_ITEMS_PER_CONTAINER = 256
+#: How many functions deep the walk follows names from code to globals and methods.
+MAX_CODE_HOPS = 3
+
+#: Methods through which a dataset, transform or module draws while serving items.
+FETCHING_METHODS = frozenset(
+    {"__getitem__", "__getitems__", "__iter__", "__next__", "__call__", "forward"}
+)
+
+#: wrapt's C-level ``__wrapped__`` slot: reading it runs no code of the proxy's class.
+_WRAPPED = wrapt.BaseObjectProxy.__dict__["__wrapped__"]
 
 _OPAQUE: tuple[type, ...] = (
     str,
@@ -35,37 +64,68 @@ _OPAQUE: tuple[type, ...] = (
     bool,
     type(None),
     range,
-    type,
     types.ModuleType,
-    types.FunctionType,
-    types.BuiltinFunctionType,
-    types.MethodType,
+    types.CodeType,
+    types.FrameType,
     np.ndarray,
     np.generic,
     torch.Tensor,
 )
 
+#: Top-level packages whose code is never read for globals (see the module docstring).
+_UNREAD_PACKAGES = frozenset({*sys.stdlib_module_names, "torch", "numpy", "wrapt", "seedwatch"})
 
-#: wrapt's C-level ``__wrapped__`` slot: reading it runs no code of the proxy's class.
-_WRAPPED = wrapt.BaseObjectProxy.__dict__["__wrapped__"]
+#: Where a generator is kept, for hints: what holds it decides the fix.
+Place = Literal["attribute", "closure", "class", "global", "frame"]
+
+_Item = tuple[str, object, int, int, Place]  # path, object, depth, code hops, place
+_Child = tuple[str, Any, int, Place | None]  # path, object, code hops, place (None: the parent's)
 
 
-def find_generators(root: object) -> list[tuple[str, object]]:
+class Found(NamedTuple):
+    """A generator, the path that reaches it, and what kind of place holds it."""
+
+    path: str
+    generator: object
+    place: Place
+
+
+_opaque_types: dict[type, bool] = {}
+
+
+def _is_opaque(kind: type) -> bool:
+    """Whether objects of this type hold nothing to walk (numbers, text, arrays, modules)."""
+    opaque = _opaque_types.get(kind)
+    if opaque is None:
+        opaque = issubclass(kind, _OPAQUE)
+        if len(_opaque_types) < 10_000:
+            _opaque_types[kind] = opaque
+    return opaque
+
+
+def find_generators(
+    root: object, *more: tuple[str, object], known: Iterable[object] = ()
+) -> list[Found]:
     """
-    Return ``(path, generator)`` for every generator reachable from ``root``.
+    Return ``(path, generator)`` for every generator reachable from ``root`` (and ``more``).
 
-    Paths read like Python: ``rng``, ``transform.state``, ``transforms[2].g``,
-    ``augs['flip'].rng``, ``datasets[1].rng``. A generator reachable by two paths
-    is listed once, under the shortest. A wrapt proxy (a monitored dataset
-    inside another) is seen through: its wrapped object is walked under the
-    proxy's own path.
+    Paths read like Python where they can: ``rng``, ``transform.state``,
+    ``transforms[2].g``, ``augs['flip'].rng``, ``datasets[1].rng``; a closure's
+    or default argument's name as ``transform(make_noise.add).rng``; a class
+    attribute as ``Randomizable.R``; a module global as ``train.RNG``; an
+    iterator's local as ``Shards.__iter__().rng``. A generator reachable by
+    several paths is listed once, under the first found (breadth first, so the
+    shortest). ``more`` are extra ``(path, object)`` roots, walked after ``root``;
+    ``known`` generators (a custom source's) are not listed again.
     """
-    found: list[tuple[str, object]] = []
-    seen: set[int] = set()
-    queue: deque[tuple[str, object, int]] = deque([("", root, 0)])
+    found: list[Found] = []
+    seen: set[int] = {id(rng) for rng in known}
+    queue: deque[_Item] = deque(
+        [("", root, 0, 0, "attribute"), *((p, o, 0, 0, "frame") for p, o in more)]
+    )
     visited = 0
     while queue and visited < MAX_OBJECTS:
-        path, obj, depth = queue.popleft()
+        path, obj, depth, hops, place = queue.popleft()
         while issubclass(type(obj), wrapt.BaseObjectProxy):
             obj = _WRAPPED.__get__(obj, type(obj))
         if id(obj) in seen:
@@ -73,32 +133,158 @@ def find_generators(root: object) -> list[tuple[str, object]]:
         seen.add(id(obj))
         visited += 1
         if is_generator(obj):
-            found.append((path, obj))
+            found.append(Found(_unique(path, found), obj, place))
             continue
-        if depth >= MAX_DEPTH or isinstance(obj, _OPAQUE):
+        if depth >= MAX_DEPTH or _is_opaque(type(obj)):
             continue
-        for child_path, child in _children(path, obj):
-            if not isinstance(child, _OPAQUE) or is_generator(child):
-                queue.append((child_path, child, depth + 1))
+        for child_path, value, child_hops, child_place in _children(path, obj, hops, seen):
+            if not _is_opaque(type(value)):
+                queue.append((child_path, value, depth + 1, child_hops, child_place or place))
     return found
 
 
-def _children(path: str, obj: object) -> Iterator[tuple[str, object]]:
-    if isinstance(obj, (list, tuple)):
-        for index, item in enumerate(obj[:MAX_ITEMS_PER_CONTAINER]):
-            yield f"{path}[{index}]", item
-        return
-    if isinstance(obj, dict):
-        for count, (key, value) in enumerate(obj.items()):
-            if count >= MAX_ITEMS_PER_CONTAINER:
-                return
-            yield f"{path}[{key!r}]", value
-        return
+def _children(path: str, obj: object, hops: int, seen: set[int]) -> Iterator[_Child]:
+    """Yield ``(path, child, hops)`` for what ``obj`` holds or, for code, names."""
+    reader = _READERS.get(type(obj))
+    if reader is not None:
+        yield from reader(path, obj, hops)
+    elif isinstance(obj, (list, tuple, dict)):
+        yield from _items(path, obj, hops)
+    elif isinstance(obj, type):
+        yield from _class_children(obj, set(), hops, seen)
+    else:
+        yield from _object_children(path, obj, hops, seen)
+
+
+def _items(
+    path: str, container: list[Any] | tuple[Any, ...] | dict[Any, Any], hops: int
+) -> Iterator[_Child]:
+    pairs = container.items() if isinstance(container, dict) else enumerate(container)
+    for count, (key, value) in enumerate(pairs):
+        if count >= MAX_ITEMS_PER_CONTAINER:
+            return
+        yield f"{path}[{key!r}]", value, hops, None
+
+
+def _object_children(path: str, obj: object, hops: int, seen: set[int]) -> Iterator[_Child]:
+    if isinstance(obj, functools.partial):
+        yield f"{_dot(path)}func", obj.func, hops, None
+        yield f"{_dot(path)}args", obj.args, hops, None
+        yield f"{_dot(path)}keywords", obj.keywords, hops, None
     attributes = _attributes(obj)
     for count, (name, value) in enumerate(attributes.items()):
         if count >= MAX_ITEMS_PER_CONTAINER:
-            return
-        yield (f"{path}.{name}" if path else name), value
+            break
+        yield f"{_dot(path)}{name}", value, hops, None
+    yield from _class_children(type(obj), set(attributes), hops, seen)
+
+
+def _method_children(path: str, method: Any, hops: int) -> Iterator[_Child]:
+    # A bound method's object; for ``rng.integers`` stored as a callable, the generator.
+    yield f"{_dot(path)}__self__", method.__self__, hops, None
+    function = getattr(method, "__func__", None)  # Python methods only; C ones have none
+    if function is not None:
+        yield path, function, hops, None
+
+
+def _decorated_children(path: str, decorated: Any, hops: int) -> Iterator[_Child]:
+    yield path, decorated.__func__, hops, None  # staticmethod and classmethod
+
+
+def _function_children(path: str, function: types.FunctionType, hops: int) -> Iterator[_Child]:
+    """Yield a function's captured names, default arguments and the globals its code names."""
+    if not _is_read(function):
+        return
+    code = function.__code__
+    short = _short(function.__qualname__)
+    where = f"{path}({short})" if path else short
+    cells = function.__closure__ or ()
+    for name, cell in zip(code.co_freevars, cells, strict=False):
+        contents = _cell_contents(cell)
+        if contents is not _EMPTY:
+            yield f"{where}.{name}", contents, hops, "closure"
+    defaults = function.__defaults__ or ()
+    positional = code.co_varnames[: code.co_argcount]
+    for name, value in zip(positional[len(positional) - len(defaults) :], defaults, strict=True):
+        yield f"{where}.{name}", value, hops, "closure"
+    for name, value in (function.__kwdefaults__ or {}).items():
+        yield f"{where}.{name}", value, hops, "closure"
+    if hops >= MAX_CODE_HOPS:
+        return
+    namespace = function.__globals__
+    module = _module_name(namespace.get("__name__"))
+    for name in _names(code):
+        value = namespace.get(name)
+        if value is None or isinstance(value, types.ModuleType):
+            continue
+        if is_generator(value) or isinstance(value, (types.FunctionType, type)) or _is_plain(value):
+            yield f"{module}.{name}", value, hops + 1, "global"
+
+
+def _frame_children(
+    path: str, generator: types.GeneratorType[Any, Any, Any], hops: int
+) -> Iterator[_Child]:
+    """Yield a suspended generator's locals (a running ``__iter__``) and its delegate."""
+    frame = generator.gi_frame
+    if frame is None:  # finished
+        return
+    # Named by the generator function alone: which object holds the iterator says little.
+    where = f"{_short(generator.__qualname__)}()"
+    named = frame.f_locals
+    for name, value in named.items():
+        yield f"{where}.{name}", value, hops, "frame"
+    delegate = generator.gi_yieldfrom
+    if delegate is not None:
+        yield path, delegate, hops, None
+    # What the frame holds without a name: the iterator of a running ``for`` loop (a
+    # webdataset stage chain) sits on its value stack, which the garbage collector sees.
+    values = {id(value) for value in named.values()}
+    for held in gc.get_referents(generator):
+        if id(held) not in values and type(held) in _ITERATOR_TYPES:
+            yield f"{where}.<for>", held, hops, "frame"
+
+
+def _class_children(klass: type, shadowed: set[str], hops: int, seen: set[int]) -> Iterator[_Child]:
+    """Yield generators stored on a class or its bases, and its fetching methods' code."""
+    methods: dict[str, Any] = {}
+    for base in klass.__mro__:
+        if not _is_read(base):
+            continue
+        for name, value in base.__dict__.items():
+            if is_generator(value):
+                if name not in shadowed:
+                    yield f"{base.__qualname__}.{name}", value, hops, "class"
+            elif isinstance(value, (types.FunctionType, staticmethod, classmethod)):
+                methods.setdefault(name, getattr(value, "__func__", value))
+    if hops < MAX_CODE_HOPS and id(klass) not in seen:
+        seen.add(id(klass))
+        # Their names read ``Class.method.name``: the function's qualname says where.
+        yield from (("", function, hops, None) for function in _fetching_methods(methods))
+
+
+def _fetching_methods(methods: dict[str, Any]) -> Iterator[Any]:
+    """Yield the fetching methods and, transitively, the methods they name (``self._aug``)."""
+    pending = [name for name in FETCHING_METHODS if name in methods]
+    followed: set[str] = set()
+    while pending and len(followed) < MAX_ITEMS_PER_CONTAINER:
+        name = pending.pop()
+        if name in followed:
+            continue
+        followed.add(name)
+        function = methods[name]
+        yield function
+        if isinstance(function, types.FunctionType):
+            pending.extend(n for n in _names(function.__code__) if n in methods)
+
+
+_EMPTY = object()
+
+
+def _cell_contents(cell: types.CellType) -> object:
+    try:
+        return cell.cell_contents
+    except ValueError:  # a cell not filled yet
+        return _EMPTY
 
 
 def _attributes(obj: object) -> dict[str, Any]:
@@ -120,3 +306,64 @@ def _attributes(obj: object) -> dict[str, Any]:
                 except AttributeError:  # an unset slot
                     continue
     return attributes
+
+
+@functools.lru_cache(maxsize=4096)
+def _names(code: types.CodeType) -> tuple[str, ...]:
+    """Return every global or attribute name ``code`` uses, nested code included."""
+    names = dict.fromkeys(code.co_names)
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            names.update(dict.fromkeys(_names(constant)))
+    return tuple(names)
+
+
+def _is_read(owner: object) -> bool:
+    """Whether a function's or class's code belongs to the pipeline, not torch, numpy or stdlib."""
+    if isinstance(owner, type):
+        module = owner.__dict__.get("__module__")  # the class's own, no metaclass code
+    else:
+        module = getattr(owner, "__module__", None)  # a plain attribute of functions
+    return isinstance(module, str) and module.partition(".")[0] not in _UNREAD_PACKAGES
+
+
+def _is_plain(value: object) -> bool:
+    """Whether a module global is an object worth walking (a transform, a container)."""
+    return _is_read(type(value)) or isinstance(value, (list, tuple, dict, functools.partial))
+
+
+def _module_name(name: object) -> str:
+    # A spawned worker runs the main script as __mp_main__; users know it as __main__.
+    if not isinstance(name, str):
+        return "<module>"
+    return "__main__" if name == "__mp_main__" else name
+
+
+def _short(qualname: str) -> str:
+    """``make_noise.<locals>.add`` reads as ``make_noise.add``."""
+    return qualname.replace(".<locals>", "")
+
+
+def _unique(path: str, found: list[Found]) -> str:
+    """Return ``path``, numbered if taken (two running ``_shuffle()`` stages: ``...rng#2``)."""
+    taken = {item.path for item in found}
+    if path not in taken:
+        return path
+    return next(f"{path}#{n}" for n in range(2, len(found) + 2) if f"{path}#{n}" not in taken)
+
+
+def _dot(path: str) -> str:
+    return f"{path}." if path else ""
+
+
+#: Unnamed values of a frame worth walking: running iterators over the pipeline's data.
+_ITERATOR_TYPES = frozenset({types.GeneratorType})
+
+_READERS: dict[type, Any] = {
+    types.FunctionType: _function_children,
+    types.MethodType: _method_children,
+    types.BuiltinMethodType: _method_children,
+    types.GeneratorType: _frame_children,
+    staticmethod: _decorated_children,
+    classmethod: _decorated_children,
+}

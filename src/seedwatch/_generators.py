@@ -31,18 +31,27 @@ RNG_TYPES: tuple[type, ...] = (
 _scratch = threading.local()
 
 
+#: Whether each type seen so far is a readable generator type (torch's isinstance is slow).
+_readable_types: dict[type, bool] = {}
+
+
 def is_generator(obj: object) -> bool:
     """
     Return whether ``obj`` is a generator whose stream seedwatch can read.
 
+    Decided by ``type(obj)``, never by ``obj.__class__``, so no user code runs.
     ``random.SystemRandom`` draws from the OS and has no stream to repeat; CUDA
     generators live on a device and are left to custom sources.
     """
-    if not isinstance(obj, RNG_TYPES) or isinstance(obj, random.SystemRandom):
-        return False
-    if isinstance(obj, torch.Generator):
-        return obj.device.type == "cpu"
-    return True
+    kind = type(obj)
+    readable = _readable_types.get(kind)
+    if readable is None:
+        readable = issubclass(kind, RNG_TYPES) and not issubclass(kind, random.SystemRandom)
+        if len(_readable_types) < 10_000:
+            _readable_types[kind] = readable
+    if readable and issubclass(kind, torch.Generator):
+        return bool(obj.device.type == "cpu")  # type: ignore[attr-defined]
+    return readable
 
 
 def type_label(obj: object) -> str:

@@ -12,6 +12,9 @@ from collections.abc import Sequence
 
 from seedwatch._finding import Kind, Member
 
+#: The origin of a global stream seen after a fetch (see ``seedwatch._probe``).
+RESEEDED_GLOBAL = "global, reseeded in a fetch"
+
 _REBUILD = {
     "np.random.RandomState": "np.random.RandomState(info.seed % 2**32)",
     "random.Random": "random.Random(info.seed)",
@@ -24,8 +27,24 @@ _GLOBAL_RESEED = {
 }
 
 
-def hint_for(source: str, origin: str, kind: Kind, members: Sequence[Member]) -> str:
-    """Return how to fix the pattern behind a finding, naming the code to write."""
+def hint_for(  # noqa: PLR0913, PLR0911 - the evidence a finding carries, one fix per pattern
+    source: str,
+    origin: str,
+    kind: Kind,
+    members: Sequence[Member],
+    *,
+    place: str = "attribute",
+    born_late: bool = False,
+) -> str:
+    """
+    Return how to fix the pattern behind a finding, naming the code to write.
+
+    ``place`` says what holds a found generator (see ``seedwatch._report.Stream``);
+    ``born_late``: the stream was seen right after the first item was served,
+    not before (a generator created while serving, or a global reseeded then).
+    """
+    if born_late:
+        return _late_hint(source, origin)
     if kind == "ranks":
         return (
             f"Every rank seeds {source!r} identically (e.g. manual_seed(42) on all ranks). "
@@ -46,6 +65,8 @@ def hint_for(source: str, origin: str, kind: Kind, members: Sequence[Member]) ->
             f"{'worker' if kind == 'workers' else 'epoch'}. Reseed it per worker from "
             "torch.initial_seed() (or get_worker_info().seed) in worker_init_fn."
         )
+    if place in _PLACE_HINTS:
+        return _PLACE_HINTS[place](source, origin, kind)
     return _instance_hint(source, origin, kind)
 
 
@@ -84,3 +105,58 @@ def _instance_hint(source: str, origin: str, kind: Kind) -> str:
         f"info.dataset.{source} = {rebuild}; or create it lazily on first use "
         "from torch.initial_seed()."
     )
+
+
+def _late_hint(source: str, origin: str) -> str:
+    if origin == RESEEDED_GLOBAL:
+        call = {"numpy": "np.random.seed", "random": "random.seed"}.get(source, "torch.manual_seed")
+        return (
+            f"The global {source!r} stream restarts at the same point while items are served: "
+            f"{call}(...) with a constant (or with the index) runs inside __getitem__ or a "
+            "transform. Drop the reseed: PyTorch seeds the globals per worker; for a stream per "
+            "sample, use a local np.random.default_rng((torch.initial_seed(), index))."
+        )
+    return (
+        f"{source!r} ({origin}) is created while items are served (lazily, per item, or inside "
+        "__iter__) from the same seed in every worker and epoch. Seed it from what differs: "
+        "np.random.default_rng(torch.initial_seed()), or get_worker_info().seed."
+    )
+
+
+def _where(kind: Kind) -> str:
+    return "every worker and every epoch" if kind == "workers" else "every epoch"
+
+
+def _closure_hint(source: str, origin: str, kind: Kind) -> str:
+    return (
+        f"{source!r} ({origin}) is captured by a function (a closure, a default argument or a "
+        f"functools.partial) and copied, state and all, into {_where(kind)}. Create it inside "
+        "the function on first use, from torch.initial_seed() or get_worker_info().seed, or "
+        "pass the function a generator built per worker."
+    )
+
+
+def _class_hint(source: str, origin: str, kind: Kind) -> str:
+    owner, _, name = source.rpartition(".")
+    return (
+        f"{source!r} ({origin}) is a class attribute: every instance shares it, and "
+        f"{_where(kind)} gets a copy in the same state. Give each worker its own, in "
+        f"worker_init_fn: {owner}.{name} = np.random.default_rng(get_worker_info().seed) "
+        "(or set an instance attribute per worker)."
+    )
+
+
+def _global_hint_for_module(source: str, origin: str, kind: Kind) -> str:
+    return (
+        f"{source!r} ({origin}) is a module global the pipeline draws from, copied, state and "
+        f"all, into {_where(kind)}. Reseed it per worker in worker_init_fn ({source} = "
+        "np.random.default_rng(torch.initial_seed())), or draw from np.random, random or "
+        "torch, which PyTorch seeds per worker."
+    )
+
+
+_PLACE_HINTS = {
+    "closure": _closure_hint,
+    "class": _class_hint,
+    "global": _global_hint_for_module,
+}

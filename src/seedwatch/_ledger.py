@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from seedwatch._finding import Finding, Kind, Member
 from seedwatch._hints import hint_for
-from seedwatch._report import Report
+from seedwatch._report import Report, Stream
 
 
 @dataclass(slots=True)
@@ -45,6 +45,40 @@ class Recorded:
     streams: list[tuple[str, str, Member]]
 
 
+class _Book:
+    """The streams of one look (before or after a process's first item), by source and fp."""
+
+    __slots__ = ("kinds", "streams")
+
+    def __init__(self) -> None:
+        self.streams: dict[str, dict[int, Member | _Group]] = {}
+        #: What each source is (its origin and place), for hints.
+        self.kinds: dict[str, Stream] = {}
+
+    def add(self, source: str, stream: Stream, key: int, member: Member) -> _Group | Member | None:
+        """Add a member's stream; return its entry, or ``None`` if the member had it already."""
+        self.kinds.setdefault(source, stream)
+        streams = self.streams.setdefault(source, {})
+        entry = streams.get(key)
+        if entry is None:
+            streams[key] = member
+            return member
+        if entry == member or (isinstance(entry, _Group) and member in entry.members):
+            return None
+        if isinstance(entry, Member):
+            entry = streams[key] = _Group([entry])
+        entry.members.append(member)
+        return entry
+
+    def groups(self, source: str) -> Iterable[tuple[int, _Group]]:
+        """Return the source's streams that more than one process drew."""
+        return (
+            (key, entry)
+            for key, entry in self.streams.get(source, {}).items()
+            if isinstance(entry, _Group)
+        )
+
+
 class StreamLedger:
     """
     Every stream reported so far, grouped by source and fingerprint.
@@ -54,6 +88,11 @@ class StreamLedger:
     process) counts once, so a process's global generator is never its own
     duplicate. Streams of other ranks arrive through :meth:`merge_remote`.
 
+    Streams seen after a process's first item (``Report.later``) are kept in a
+    book of their own, and judged only where they say something new: a repeat
+    whose processes already share the source's stream from before the first
+    item (a constant ``worker_init_fn`` seed) is the same problem, found once.
+
     Memory is what a long run pays for: a stream drawn by one process (the
     common, healthy case) costs one dict entry keyed by its 64-bit fingerprint,
     pointing at the reporter's :class:`Member`, which all its sources share.
@@ -62,9 +101,9 @@ class StreamLedger:
     def __init__(self, expect_shared: Iterable[str] = ()) -> None:
         self._expect_shared = frozenset(expect_shared)
         self._generations: dict[str, int] = {}
-        self._streams: dict[str, dict[int, Member | _Group]] = {}
-        self._origins: dict[str, str] = {}
-        self._announced: set[tuple[str, str, Kind]] = set()
+        self._first = _Book()
+        self._later = _Book()
+        self._announced: set[tuple[bool, str, str, Kind]] = set()
 
     def record(self, report: Report) -> Recorded:
         """Add a report; say which findings are new, which involve it, which streams to share."""
@@ -72,23 +111,19 @@ class StreamLedger:
         member = Member(generation, report.worker, report.pid, report.rank, report.seed)
         recorded = Recorded([], [], [])
         for source, stream in report.streams.items():
-            self._origins.setdefault(source, stream.origin)
-            streams = self._streams.setdefault(source, {})
             key = int(stream.fingerprint, 16)
-            entry = streams.get(key)
-            if entry is None:
-                streams[key] = member
-            elif entry == member or (isinstance(entry, _Group) and member in entry.members):
-                continue
-            else:
-                if isinstance(entry, Member):
-                    entry = streams[key] = _Group([entry])
-                entry.members.append(member)
-            if source in self._expect_shared:
+            entry = self._first.add(source, stream, key, member)
+            if entry is None or source in self._expect_shared:
                 continue
             recorded.streams.append((source, stream.fingerprint, member))
             if isinstance(entry, _Group):
                 found = self._judge(source, stream.fingerprint, entry, recorded.new)
+                recorded.involving.extend(found)
+        for source, stream in report.later.items():
+            key = int(stream.fingerprint, 16)
+            entry = self._later.add(source, stream, key, member)
+            if isinstance(entry, _Group) and source not in self._expect_shared:
+                found = self._judge(source, stream.fingerprint, entry, recorded.new, later=True)
                 recorded.involving.extend(found)
         return recorded
 
@@ -101,7 +136,7 @@ class StreamLedger:
         ``elsewhere`` is how many processes on other ranks drew it, ``remote`` the
         ones known by name (a bounded sample).
         """
-        streams = self._streams.get(source, {})
+        streams = self._first.streams.get(source, {})
         key = int(fp, 16)
         entry = streams.get(key)
         if entry is None or source in self._expect_shared:
@@ -120,27 +155,40 @@ class StreamLedger:
     def findings(self) -> list[Finding]:
         """Return every finding, each with all its members so far, in a stable order."""
         found = [
-            self._finding(source, kind, f"{key:016x}", entry)
-            for source, streams in self._streams.items()
+            self._finding(source, kind, f"{key:016x}", group, later=later)
+            for later, book in ((False, self._first), (True, self._later))
+            for source in book.streams
             if source not in self._expect_shared
-            for key, entry in streams.items()
-            if isinstance(entry, _Group)
-            for kind in entry.kinds()
+            for key, group in book.groups(source)
+            if not (later and self._explained(source, group))
+            for kind in group.kinds()
         ]
         return sorted(found, key=lambda f: (f.source, f.kind, f.fingerprint))
 
-    def _judge(self, source: str, fp: str, group: _Group, new: list[Finding]) -> list[Finding]:
+    def _judge(
+        self, source: str, fp: str, group: _Group, new: list[Finding], *, later: bool = False
+    ) -> list[Finding]:
+        if later and self._explained(source, group):
+            return []
         findings = []
         for kind in group.kinds():
-            finding = self._finding(source, kind, fp, group)
+            finding = self._finding(source, kind, fp, group, later=later)
             findings.append(finding)
-            if (source, fp, kind) not in self._announced:
-                self._announced.add((source, fp, kind))
+            if (later, source, fp, kind) not in self._announced:
+                self._announced.add((later, source, fp, kind))
                 new.append(finding)
         return findings
 
-    def _finding(self, source: str, kind: Kind, fp: str, group: _Group) -> Finding:
+    def _explained(self, source: str, group: _Group) -> bool:
+        """Whether a repeat seen after the first item is one the first look found already."""
+        members = set(group.members)
+        return any(members <= set(first.members) for _, first in self._first.groups(source))
+
+    def _finding(
+        self, source: str, kind: Kind, fp: str, group: _Group, *, later: bool = False
+    ) -> Finding:
         everyone = [*group.members, *group.remote.values()] if kind == "ranks" else group.members
         members = tuple(sorted(everyone, key=Member.sort_key))
-        origin = self._origins[source]
-        return Finding(source, kind, members, fp, hint_for(source, origin, kind, members))
+        what = (self._later if later else self._first).kinds[source]
+        hint = hint_for(source, what.origin, kind, members, place=what.place, born_late=later)
+        return Finding(source, kind, members, fp, hint)

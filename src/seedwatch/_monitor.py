@@ -8,6 +8,7 @@ public API call these methods instead of the proxy's private ones.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import structlog
@@ -17,7 +18,7 @@ from seedwatch._collector import Collector, collector_for
 from seedwatch._config import MonitorConfig
 from seedwatch._errors import DuplicateStreamError
 from seedwatch._finding import Finding
-from seedwatch._probe import take_report
+from seedwatch._probe import FirstLook, look, look_again, report_of, take_report
 from seedwatch._ranks import RankSync
 from seedwatch._report import Report
 from seedwatch._transport import Channel, send
@@ -74,9 +75,14 @@ class Monitor:
         """Fingerprint every source this process sees from ``dataset``; deliver nothing."""
         return take_report(dataset, self.config.draws, epoch=epoch)
 
-    def report(self, dataset: object) -> None:
-        """Take this process's report of ``dataset`` and deliver it; see :meth:`deliver`."""
-        self._deliver(lambda: self.take(dataset))
+    def watch(self, dataset: object) -> Watch:
+        """Look at ``dataset``'s streams before this process serves its first item."""
+        try:
+            first: FirstLook | None = look(dataset, self.config.draws)
+        except Exception as exc:  # noqa: BLE001 - monitoring must never break a fetch
+            _log.warning("seedwatch_internal_error", error=repr(exc))
+            first = None
+        return Watch(self, dataset, first)
 
     def deliver(self, report: Report) -> None:
         """
@@ -88,9 +94,10 @@ class Monitor:
                 must not break a fetch.
 
         """
-        self._deliver(lambda: report)
+        self.deliver_taken(lambda: report)
 
-    def _deliver(self, take: Callable[[], Report]) -> None:
+    def deliver_taken(self, take: Callable[[], Report]) -> None:
+        """Deliver the report ``take()`` returns, as :meth:`deliver`; its failures are logged."""
         strict = self.config.strict_now()
         try:
             report = take()
@@ -126,3 +133,40 @@ class Monitor:
         except MalformedError as exc:
             _log.warning("seedwatch_bad_verdict", error=str(exc))
             return None
+
+
+class Watch:
+    """One process's two looks: made before its first item, finished right after it."""
+
+    def __init__(self, monitor: Monitor, dataset: object, first: FirstLook | None) -> None:
+        self._monitor = monitor
+        self._dataset = dataset
+        self._first = first
+
+    def finish(self, *more: tuple[str, object], served: bool = True) -> None:
+        """
+        Look again (if an item was ``served``) and deliver both looks as one report.
+
+        ``more`` are extra roots of the second look (an iterable's running iterator).
+
+        Raises:
+            DuplicateStreamError: In strict mode, when a stream repeats; only if
+                ``served``: an item that failed raises the user's own exception.
+
+        """
+        first, self._first = self._first, None
+        if first is None:
+            return
+        monitor = self._monitor
+
+        def take() -> Report:
+            later = {}
+            if served:
+                later = look_again(self._dataset, monitor.config.draws, first, *more)
+            return report_of(first.streams, later)
+
+        if served:
+            monitor.deliver_taken(take)
+        else:
+            with contextlib.suppress(DuplicateStreamError):
+                monitor.deliver_taken(take)

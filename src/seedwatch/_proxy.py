@@ -25,7 +25,7 @@ from torch.utils.data import get_worker_info
 
 from seedwatch._collector import listen_before_fork, reset_after_fork
 from seedwatch._config import MonitorConfig
-from seedwatch._monitor import Monitor
+from seedwatch._monitor import Monitor, Watch
 from seedwatch._sources import Source, adopt_sources, portable_sources
 from seedwatch._transport import Channel
 
@@ -134,25 +134,62 @@ class _ArmedDataset(MonitoredDataset):
     """A proxy that has not fetched in this process yet."""
 
     def __getitem__(self, index: Any) -> Any:
-        _first_fetch(self)
-        return self.__wrapped__[index]
+        watch = _first_fetch(self)
+        if watch is None:
+            return self.__wrapped__[index]
+        return _served(watch, lambda: self.__wrapped__[index])
 
     def __iter__(self) -> Iterator[Any]:
-        _first_fetch(self)
-        return iter(self.__wrapped__)
+        watch = _first_fetch(self)
+        if watch is None:
+            return iter(self.__wrapped__)
+        try:
+            iterator = iter(self.__wrapped__)
+        except BaseException:
+            watch.finish(served=False)
+            raise
+        return _watched(iterator, watch)
 
     def __getitems__(self, indices: Any) -> Any:
-        _first_fetch(self)
-        return self.__getitems__(indices)  # the settled class's, now
+        watch = _first_fetch(self)
+        if watch is None:
+            return self.__getitems__(indices)  # the settled class's, now
+        return _served(watch, lambda: self.__getitems__(indices))
 
 
-def _first_fetch(proxy: MonitoredDataset) -> None:
-    """Report once per process, at the first fetch, whichever way the fetch comes."""
+def _first_fetch(proxy: MonitoredDataset) -> Watch | None:
+    """Settle, and start watching this process's first fetch; ``None`` if another thread did."""
     with _lock:
         if type(proxy) is not _ArmedDataset:  # another thread reported first
-            return
+            return None
         _set_class(proxy, _settled_class(proxy.__wrapped__))
-    proxy._self_monitor.report(proxy.__wrapped__)  # noqa: SLF001 - wrapt's _self_ state
+    return proxy._self_monitor.watch(proxy.__wrapped__)  # noqa: SLF001 - wrapt's _self_ state
+
+
+def _served(watch: Watch, fetch: Callable[[], Any]) -> Any:
+    """Fetch the first item, then finish watching; the user's exception always wins."""
+    try:
+        result = fetch()
+    except BaseException:
+        watch.finish(served=False)
+        raise
+    watch.finish()
+    return result
+
+
+def _watched(iterator: Iterator[Any], watch: Watch) -> Iterator[Any]:
+    """Yield what ``iterator`` yields, finishing the watch right after the first item."""
+    try:
+        first = next(iterator)
+    except StopIteration:  # an empty shard still reports what it was about to draw
+        watch.finish(served=False)
+        return
+    except BaseException:
+        watch.finish(served=False)
+        raise
+    watch.finish(("", iterator))
+    yield first
+    yield from iterator
 
 
 def wrap(dataset: object, monitor: Monitor) -> MonitoredDataset:

@@ -20,11 +20,16 @@ class Stream:
     ``origin`` is ``"global"`` for numpy, random and torch's process-global
     generators, ``"custom"`` for a registered :class:`seedwatch.Source`, and the
     generator's type as a user writes it (``"np.random.RandomState"``) for one
-    found on the dataset.
+    found on the dataset. ``place`` says what holds a found generator:
+    ``"attribute"`` (an object, list or dict of the pipeline), ``"closure"`` (a
+    function's captured name or default), ``"class"``, ``"global"`` (a module
+    global the pipeline's code names) or ``"frame"`` (a running iterator's
+    local); ``""`` for globals and custom sources.
     """
 
     fingerprint: str
     origin: str
+    place: str = ""
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,9 @@ class Report:
     iterator started and different for the next iterator's workers (see
     :func:`seedwatch._probe.generation_key`). ``worker`` is ``None`` in the main
     process; ``seed`` is the seed PyTorch gave the worker (in the main process,
-    ``torch.initial_seed()``).
+    ``torch.initial_seed()``). ``streams`` were seen before the process served
+    its first item, ``later`` right after it: the globals again, and generators
+    that only appeared while serving.
     """
 
     generation: str
@@ -45,3 +52,4 @@ class Report:
     seed: int | None
     streams: Mapping[str, Stream] = field(default_factory=dict)
     rank: int | None = None
+    later: Mapping[str, Stream] = field(default_factory=dict)

@@ -60,18 +60,20 @@ class Source:
 
     def read(self, n: int) -> bytes | None:
         """Return the next ``n`` values as bytes, or ``None`` when the source has none now."""
+        return self.sample(n)[0]
+
+    def sample(self, n: int) -> tuple[bytes | None, object | None]:
+        """Return the next ``n`` values (``None`` if none now) and the generator read."""
         if self.generator is not None:
             rng = self.generator()
             if rng is None:
-                return None
+                return None, None
             if not is_generator(rng):
                 raise TypeError(f"source {self.name!r} returned {type(rng).__qualname__}")
-            return upcoming_draws(rng, n)
+            return upcoming_draws(rng, n), rng
         assert self.draws is not None
         values = self.draws(n)
-        if isinstance(values, bytes):
-            return values
-        return np.asarray(values).tobytes()
+        return (values if isinstance(values, bytes) else np.asarray(values).tobytes()), None
 
 
 _registered: dict[str, Source] = {}

@@ -5,7 +5,8 @@ Between a worker and its main process (over :mod:`seedwatch._transport`):
 
 - a *frame*: a 4-byte big-endian length, then that many bytes of JSON;
 - a *request* (worker to main): ``{"token", "await", "report"}``, where ``await``
-  asks for a verdict (strict mode) and ``report`` is a :class:`Report`;
+  asks for a verdict (strict mode) and ``report`` is a :class:`Report` whose
+  ``streams`` and ``later`` map source names to ``[fingerprint, origin, place]``;
 - a *verdict* (main to worker): ``{"error"}``, the strict-mode error text or ``null``.
 
 Between ranks (values in the c10d store, see :mod:`seedwatch._ranks`):
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,24 +170,35 @@ def _plain_report(report: Report) -> dict[str, Any]:
         "pid": report.pid,
         "seed": report.seed,
         "rank": report.rank,
-        "streams": {name: [s.fingerprint, s.origin] for name, s in report.streams.items()},
+        "streams": _plain_streams(report.streams),
+        "later": _plain_streams(report.later),
+    }
+
+
+def _plain_streams(streams: Mapping[str, Stream]) -> dict[str, list[str]]:
+    return {name: [s.fingerprint, s.origin, s.place] for name, s in streams.items()}
+
+
+def _streams(data: object) -> dict[str, Stream]:
+    if not isinstance(data, dict):
+        raise TypeError("streams must be a JSON object")
+    return {
+        _text(name): Stream(_fingerprint(fp), _text(origin), _text(place))
+        for name, (fp, origin, place) in data.items()
     }
 
 
 def _report(data: object) -> Report:
     if not isinstance(data, dict):
         raise TypeError("a report must be a JSON object")
-    streams = {
-        _text(name): Stream(_fingerprint(fp), _text(origin))
-        for name, (fp, origin) in data["streams"].items()
-    }
     return Report(
         generation=_text(data["generation"]),
         worker=_optional_int(data["worker"]),
         pid=_int(data["pid"]),
         seed=_optional_int(data["seed"]),
-        streams=streams,
+        streams=_streams(data["streams"]),
         rank=_optional_int(data.get("rank")),
+        later=_streams(data.get("later", {})),
     )
 
 

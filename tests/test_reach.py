@@ -1,0 +1,110 @@
+"""Where real pipelines keep their randomness: every place found, under every start method."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from pipelines import START_METHODS, load
+from reach_pipelines import Reach, ReachStream, reach_worker_init, reset_generators
+from seedwatch import Finding, findings, monitor
+
+pytestmark = pytest.mark.filterwarnings("ignore::seedwatch.DuplicateStreamWarning")
+
+#: The bad generators of ``Reach``, by where they live; closures only under fork.
+REACH_BAD = [
+    "BadAugment.R",  # a class attribute
+    "flip_bad.__self__.state",  # a bound method's object
+    "jitter_bad.keywords['rng']",  # a functools.partial
+    "lazy_bad",  # created lazily in __getitem__
+    "per_item_bad",  # re-created at every item
+    "random",  # the global, reseeded inside __getitem__
+    "reach_pipelines.BAD_NOISE",  # a module global named by a helper's code
+]
+CLOSURE_BAD = "noise_bad(make_noise.add).rng"
+STREAM_BAD = ["ReachStream._noisy().rng_bad", "ReachStream._rows().order_bad"]
+
+
+def summary(found: list[Finding]) -> list[tuple[str, str]]:
+    return [(finding.source, finding.kind) for finding in found]
+
+
+def expected(sources: list[str], kinds: tuple[str, ...]) -> list[tuple[str, str]]:
+    return sorted((source, kind) for source in sources for kind in kinds)
+
+
+@pytest.fixture(name="method", params=START_METHODS)
+def _method(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+class TestEveryPlace:
+    def test_map_style_places_are_found_and_their_twins_are_clean(self, method: str) -> None:
+        """Each bad generator repeats across workers; no ok twin is ever reported."""
+        closures = method == "fork"  # closures do not pickle for spawn or forkserver
+        monitored = monitor(Reach(closures=closures))
+
+        load(monitored, method=method, epochs=1, worker_init_fn=reach_worker_init)
+
+        sources = [*REACH_BAD, *([CLOSURE_BAD] if closures else [])]
+        assert expected(sources, ("workers",)) == summary(findings(monitored))
+
+    def test_an_iterables_running_frames_are_found(self, method: str) -> None:
+        """Generators local to __iter__ and to what it delegates to repeat across workers."""
+        monitored = monitor(ReachStream())
+
+        load(monitored, method=method, epochs=1)
+
+        assert expected(STREAM_BAD, ("workers",)) == summary(findings(monitored))
+
+    def test_every_place_repeats_across_epochs(self) -> None:
+        """Born before or after the first item, each bad stream is the same next epoch."""
+        reach, stream = monitor(Reach()), monitor(ReachStream())
+
+        load(reach, epochs=2, worker_init_fn=reach_worker_init)
+        load(stream, epochs=2)
+
+        assert expected([*REACH_BAD, CLOSURE_BAD], ("epochs", "workers")) == summary(
+            findings(reach)
+        )
+        assert expected(STREAM_BAD, ("epochs", "workers")) == summary(findings(stream))
+
+    def test_findings_name_the_place_and_its_fix(self) -> None:
+        """Class attributes, module globals, closures and late generators each get their own fix."""
+        monitored = monitor(Reach())
+
+        load(monitored, epochs=1, worker_init_fn=reach_worker_init)
+
+        hints = {finding.source: finding.hint for finding in findings(monitored)}
+        assert "is a class attribute" in hints["BadAugment.R"]
+        assert "is a module global" in hints["reach_pipelines.BAD_NOISE"]
+        assert "captured by a function" in hints[CLOSURE_BAD]
+        assert "created while items are served" in hints["lazy_bad"]
+        assert "random.seed(...)" in hints["random"]
+
+
+class TestTransparency:
+    @pytest.mark.parametrize("dataset", [Reach, ReachStream], ids=["map", "iterable"])
+    @pytest.mark.parametrize("workers", [0, 2])
+    def test_batches_are_bit_identical(self, dataset: Any, workers: int) -> None:
+        """The second look reads copies of state: every batch equals the raw pipeline's."""
+        options: dict[str, Any] = {"workers": workers, "epochs": 2}
+        if dataset is Reach and workers:
+            options["worker_init_fn"] = reach_worker_init
+        torch.manual_seed(0)
+        reset_generators()  # the main process draws from them itself when workers=0
+        raw = load(dataset(), **options)
+        torch.manual_seed(0)
+        reset_generators()
+        monitored = load(monitor(dataset()), **options)
+
+        assert raw == monitored
+
+    def test_an_empty_iterable_still_reports(self) -> None:
+        """A shard with no items ends cleanly and its streams are still judged."""
+        monitored = monitor(ReachStream(size=0))
+
+        assert [] == list(monitored)
+        assert [] == findings(monitored)
