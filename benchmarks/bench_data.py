@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 
 import numpy as np
@@ -55,3 +56,37 @@ class ManyGenerators(Dataset[int]):
 
     def __getitem__(self, index: int) -> int:
         return index
+
+
+NOISE = np.random.default_rng(7)
+
+
+def add_noise(value: int, rng: random.Random) -> int:
+    return value + rng.getrandbits(8) + int(NOISE.integers(8))
+
+
+class ClassLevel:
+    """A transform drawing from a class-level generator."""
+
+    R = np.random.RandomState(8)
+
+    def __call__(self, value: int) -> int:
+        return value + int(self.R.randint(8))
+
+
+class EveryPlace(Dataset[int]):
+    """Generators in every place the walk looks: attributes, a partial, a class, a module global."""
+
+    def __init__(self) -> None:
+        self.transforms = [functools.partial(add_noise, rng=random.Random(9)), ClassLevel()]
+        self.rng = np.random.default_rng(10)
+        self.samples = list(range(10_000))
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> int:
+        value = self.samples[index]
+        for transform in self.transforms:
+            value = transform(value)
+        return value

@@ -37,12 +37,13 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_data import Images, ManyGenerators, Trivial
+from bench_data import EveryPlace, Images, ManyGenerators, Trivial
 
 import seedwatch
 from seedwatch._collector import Collector
+from seedwatch._discover import find_generators
 from seedwatch._finding import Member
-from seedwatch._probe import take_report
+from seedwatch._probe import look, look_again, take_report
 from seedwatch._ranks import RankLink
 from seedwatch._report import Report, Stream
 from seedwatch._transport import send
@@ -209,6 +210,7 @@ def first_fetch(quick: bool) -> Row:
         return spread(samples)
 
     report = take_report(many, 16)
+    first, every_place = look(many, 16), EveryPlace()
     collector = Collector("bench", frozenset())
     channel = collector.listen()
     fire = encode_request(report, channel.token, awaits_verdict=False)
@@ -217,6 +219,11 @@ def first_fetch(quick: bool) -> Row:
         "sources": len(report.streams),
         "fingerprint_globals_us": micros(lambda: take_report(Trivial(1), 16)),
         "fingerprint_us": micros(lambda: take_report(many, 16)),
+        # The second look, right after the first item: globals again, plus new generators.
+        "second_look_us": micros(lambda: look_again(many, 16, first)),
+        # The walk alone over a pipeline with a generator in every kind of place.
+        "walk_us": micros(lambda: find_generators(every_place)),
+        "walk_generators": len(find_generators(every_place)),
         "send_us": micros(lambda: send(channel, fire, await_reply=False)),
         "strict_round_trip_us": micros(lambda: send(channel, ask, await_reply=True)),
     }
@@ -376,12 +383,18 @@ def markdown(results: Row) -> str:
             f"**First fetch per worker** ({first['sources']} sources: 3 globals + 8 instance "
             "generators, 16 draws; µs, median [IQR])",
             "",
-            "| fingerprint (3 globals) | fingerprint (all) | report send | strict round trip "
-            f"| time to first batch, {first['ttfb_start_method']}, monitored/raw |",
-            "|---|---|---|---|---|",
+            "| fingerprint (3 globals) | fingerprint (all) | second look | report send "
+            f"| strict round trip | time to first batch, {first['ttfb_start_method']}, "
+            "monitored/raw |",
+            "|---|---|---|---|---|---|",
             f"| {_fmt(first['fingerprint_globals_us'])} | {_fmt(first['fingerprint_us'])} | "
-            f"{_fmt(first['send_us'])} | {_fmt(first['strict_round_trip_us'])} | "
+            f"{_fmt(first['second_look_us'])} | {_fmt(first['send_us'])} | "
+            f"{_fmt(first['strict_round_trip_us'])} | "
             f"{ttfb['ratio']:.3f} [{ttfb['low']:.3f}, {ttfb['high']:.3f}] |",
+            "",
+            f"The walk alone over a pipeline with a generator in every kind of place (attribute, "
+            f"partial, class attribute, module global; {first['walk_generators']} found): "
+            f"{_fmt(first['walk_us'])} µs.",
             "",
         ]
     if "per_report" in results:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import itertools
 import sys
 import types
 from collections import deque
@@ -159,11 +160,16 @@ def _children(path: str, obj: object, hops: int, seen: set[int]) -> Iterator[_Ch
 def _items(
     path: str, container: list[Any] | tuple[Any, ...] | dict[Any, Any], hops: int
 ) -> Iterator[_Child]:
+    values = container.values() if isinstance(container, dict) else container
+    # Samples are mostly numbers, strings and arrays: one pass over their types at C speed
+    # tells whether anything here is worth naming and walking.
+    kinds = set(map(type, itertools.islice(values, MAX_ITEMS_PER_CONTAINER)))
+    if all(_is_opaque(kind) for kind in kinds):
+        return
     pairs = container.items() if isinstance(container, dict) else enumerate(container)
-    for count, (key, value) in enumerate(pairs):
-        if count >= MAX_ITEMS_PER_CONTAINER:
-            return
-        yield f"{path}[{key!r}]", value, hops, None
+    for key, value in itertools.islice(pairs, MAX_ITEMS_PER_CONTAINER):
+        if not _is_opaque(type(value)):
+            yield f"{path}[{key!r}]", value, hops, None
 
 
 def _object_children(path: str, obj: object, hops: int, seen: set[int]) -> Iterator[_Child]:

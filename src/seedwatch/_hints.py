@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from seedwatch._finding import Kind, Member
-
-#: The origin of a global stream seen after a fetch (see ``seedwatch._probe``).
-RESEEDED_GLOBAL = "global, reseeded in a fetch"
+from seedwatch._report import RESEEDED_GLOBAL
 
 _REBUILD = {
     "np.random.RandomState": "np.random.RandomState(info.seed % 2**32)",

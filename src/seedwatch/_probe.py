@@ -29,8 +29,7 @@ from seedwatch._generators import (
     type_label,
     upcoming_draws,
 )
-from seedwatch._hints import RESEEDED_GLOBAL
-from seedwatch._report import Report, Stream
+from seedwatch._report import RESEEDED_GLOBAL, Report, Stream
 from seedwatch._sources import custom_sources
 
 _log = structlog.get_logger("seedwatch")

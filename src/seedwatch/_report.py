@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+#: The origin of a global stream seen after a fetch: it moved while an item was served.
+RESEEDED_GLOBAL = "global, reseeded in a fetch"
+
 
 @dataclass(frozen=True)
 class Stream:
