@@ -185,6 +185,47 @@ class ShardOrderDataset(Dataset[torch.Tensor]):
         return torch.tensor([index, *global_draws()])
 
 
+class EveryGenerator(Dataset[torch.Tensor]):
+    """
+    Every generator kind a dataset can hold, at the top level and nested, in one dataset.
+
+    Each kind is built once in ``__init__`` (bug pattern 1, with distinct seeds so no two
+    sources share a stream); the transforms hide generators in an attribute, a list
+    item with ``__slots__`` and a dict. ``shard_order`` is meant to be shared, and
+    ``__getitem__`` also draws from the globals PyTorch reseeds, which stay clean.
+    """
+
+    def __init__(self, size: int = 8) -> None:
+        self.numpy_generator = np.random.default_rng(0)
+        self.bit_generator = np.random.PCG64(1)
+        self.random_state = np.random.RandomState(2)
+        self.python_random = random.Random(3)
+        self.torch_generator = torch.Generator().manual_seed(4)
+        self.transform = RandomFlip()
+        self.transforms: list[Callable[[int], int]] = [abs, SlottedJitter()]
+        self.augs = {"noise": random.Random(5)}
+        self.shard_order = torch.Generator().manual_seed(1234)
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        value = self.transform(index + 1)
+        for transform in self.transforms:
+            value = transform(value)
+        own = (
+            self.numpy_generator,
+            self.bit_generator,
+            self.random_state,
+            self.python_random,
+            self.torch_generator,
+        )
+        return torch.tensor(
+            [index, value, self.augs["noise"].getrandbits(20), *map(draw, own), *global_draws()]
+        )
+
+
 class FailingDataset(Dataset[int]):
     """Raises the user's own exception at one index."""
 
@@ -253,6 +294,12 @@ def per_worker_generator(worker_id: int) -> None:
     assert info is not None
     dataset: Any = info.dataset
     dataset.rng = np.random.default_rng(info.seed)
+
+
+def article_seed_and_fix(worker_id: int) -> None:
+    """The article's numpy seeding (pattern 5) next to the real fix for the dataset's generator."""
+    article_seed(worker_id)
+    per_worker_generator(worker_id)
 
 
 def load(

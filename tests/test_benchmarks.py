@@ -11,9 +11,9 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks" / "run.py"
 
 
 def test_the_quick_suite_writes_markdown_and_json(tmp_path: Path) -> None:
-    """`benchmarks/run.py --quick` measures every section and records the machine."""
+    """`benchmarks/run.py --quick` measures every section and records the machine (2 reps)."""
     result = subprocess.run(
-        [sys.executable, str(BENCHMARKS), "--quick", "--out", str(tmp_path)],
+        [sys.executable, str(BENCHMARKS), "--quick", "--reps", "2", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -5,15 +5,25 @@ import sys
 
 import pytest
 
-from seedwatch._cli import build_parser
+from seedwatch._cli import build_parser, main
+
+
+def assert_demo_report(stdout: str) -> None:
+    """The demo reports the article's pattern and the __init__ generator, not the fix."""
+    first, second, third = stdout.split("\n[")[1:]
+    assert "DUPLICATE 'numpy' across epochs" in first
+    assert "2147483648" in first
+    assert "DUPLICATE 'rng' across workers" in second
+    assert "DUPLICATE 'rng' across epochs" in second
+    assert "clean: no duplicate random streams" in third
+    assert "duplicate_rng_stream" not in stdout
 
 
 class TestDemo:
-    @pytest.mark.parametrize("method", ["fork", "spawn"])
-    def test_demo_finds_the_two_bugs_and_passes_the_fix(self, method: str) -> None:
-        """The demo reports the article's pattern and the __init__ generator, not the fix."""
+    def test_the_demo_command_finds_the_two_bugs_under_spawn(self) -> None:
+        """`python -m seedwatch demo` finds both bugs and passes the fix, its workers spawned."""
         result = subprocess.run(
-            [sys.executable, "-m", "seedwatch", "demo", "--epochs", "2", "--start-method", method],
+            [sys.executable, "-m", "seedwatch", "demo", "--epochs", "2", "--start-method", "spawn"],
             capture_output=True,
             text=True,
             timeout=300,
@@ -21,13 +31,19 @@ class TestDemo:
         )
 
         assert 0 == result.returncode, result.stderr
-        first, second, third = result.stdout.split("\n[")[1:]
-        assert "DUPLICATE 'numpy' across epochs" in first
-        assert "2147483648" in first
-        assert "DUPLICATE 'rng' across workers" in second
-        assert "DUPLICATE 'rng' across epochs" in second
-        assert "clean: no duplicate random streams" in third
-        assert "duplicate_rng_stream" not in result.stdout
+        assert "(start method: spawn)" in result.stdout
+        assert_demo_report(result.stdout)
+
+    def test_the_demo_finds_the_two_bugs_under_fork(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The same report with forked workers, the command run in this process."""
+        status = main(["demo", "--epochs", "2", "--start-method", "fork"])
+
+        out = capsys.readouterr().out
+        assert 0 == status
+        assert "(start method: fork)" in out
+        assert_demo_report(out)
 
     def test_unknown_commands_are_usage_errors(self) -> None:
         """argparse reports a bad subcommand with exit status 2."""

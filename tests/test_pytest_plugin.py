@@ -1,4 +1,9 @@
-"""The pytest plugin, end to end: real pytest runs in subprocesses, real DataLoaders."""
+"""
+The pytest plugin, end to end: real pytest runs, real DataLoaders.
+
+One run is a fresh pytest process, as a user starts it, with spawned workers; the
+others run pytest in this process (pytester restores modules and paths after each).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,6 @@ import sys
 import textwrap
 
 import pytest
-
-pytestmark = pytest.mark.filterwarnings("ignore::seedwatch.DuplicateStreamWarning")
 
 PIPELINES = textwrap.dedent(
     """
@@ -71,44 +74,55 @@ def _project(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn"])
-class TestStrictOption:
-    def test_strict_fails_the_buggy_test_only(self, project: pytest.Pytester, method: str) -> None:
-        """--seedwatch-strict turns a duplicate stream into a failing test."""
-        project.makepyfile(test_loaders=TESTS.format(method=method))
+def test_strict_reaches_spawned_workers_in_a_fresh_pytest(project: pytest.Pytester) -> None:
+    """A real pytest process with --seedwatch-strict fails only the buggy test, workers spawned."""
+    project.makepyfile(test_loaders=TESTS.format(method="spawn"))
 
-        result = project.runpytest_subprocess("--seedwatch-strict", "-p", "no:cacheprovider")
+    result = project.runpytest_subprocess("--seedwatch-strict", "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*DuplicateStreamError*", "*'rng' repeats across workers*"])
+    result.stdout.fnmatch_lines(["*FAILED test_loaders.py::test_buggy_pipeline*"])
+
+
+class TestModes:
+    """In-process pytest runs (fork workers): the plugin's options, ini, marker and fixture."""
+
+    def test_strict_fails_the_buggy_test_only(self, project: pytest.Pytester) -> None:
+        """--seedwatch-strict turns a duplicate stream into a failing test."""
+        project.makepyfile(test_loaders=TESTS.format(method="fork"))
+
+        result = project.runpytest_inprocess("--seedwatch-strict", "-p", "no:cacheprovider")
 
         result.assert_outcomes(passed=1, failed=1)
         result.stdout.fnmatch_lines(["*DuplicateStreamError*", "*'rng' repeats across workers*"])
         result.stdout.fnmatch_lines(["*FAILED test_loaders.py::test_buggy_pipeline*"])
 
-    def test_without_the_option_tests_pass(self, project: pytest.Pytester, method: str) -> None:
+    def test_without_the_option_tests_pass(self, project: pytest.Pytester) -> None:
         """Without the option, the same tests pass (the finding is only a warning)."""
-        project.makepyfile(test_loaders=TESTS.format(method=method))
+        project.makepyfile(test_loaders=TESTS.format(method="fork"))
 
-        result = project.runpytest_subprocess("-p", "no:cacheprovider")
+        result = project.runpytest_inprocess("-p", "no:cacheprovider")
 
         result.assert_outcomes(passed=2)
         result.stdout.fnmatch_lines(["*DuplicateStreamWarning*"])
 
-
-class TestModes:
     def test_the_ini_option_turns_strict_mode_on(self, project: pytest.Pytester) -> None:
         """seedwatch_strict = true in the ini file works like the flag."""
         project.makeini("[pytest]\nseedwatch_strict = true\n")
         project.makepyfile(test_loaders=TESTS.format(method="fork"))
 
-        result = project.runpytest_subprocess("-p", "no:cacheprovider")
+        result = project.runpytest_inprocess("-p", "no:cacheprovider")
 
         result.assert_outcomes(passed=1, failed=1)
+        result.stdout.fnmatch_lines(["*FAILED test_loaders.py::test_buggy_pipeline*"])
 
     def test_the_header_shows_the_mode(self, pytester: pytest.Pytester) -> None:
         """The report header says whether duplicates fail tests."""
         pytester.makepyfile("def test_nothing(): pass")
 
-        warn = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-        strict = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--seedwatch-strict")
+        warn = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+        strict = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--seedwatch-strict")
 
         warn.stdout.fnmatch_lines(["seedwatch: warn mode*"])
         strict.stdout.fnmatch_lines(["seedwatch: strict mode*"])
@@ -132,7 +146,7 @@ class TestModes:
             )
         )
 
-        result = project.runpytest_subprocess("-p", "no:cacheprovider")
+        result = project.runpytest_inprocess("-p", "no:cacheprovider")
 
         result.assert_outcomes(passed=1, failed=1)
         result.stdout.fnmatch_lines(["*FAILED test_marked.py::test_marked*"])
@@ -157,7 +171,7 @@ class TestModes:
             )
         )
 
-        result = project.runpytest_subprocess("-p", "no:cacheprovider")
+        result = project.runpytest_inprocess("-p", "no:cacheprovider")
 
         result.assert_outcomes(passed=1, failed=1)
         result.stdout.fnmatch_lines(

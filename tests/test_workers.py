@@ -1,9 +1,15 @@
-"""Real DataLoaders with real worker processes, under every start method."""
+"""
+Real DataLoaders with real worker processes.
+
+The start method is the subject of ``TestEveryStartMethod``: there every case runs
+under fork, spawn and forkserver, several cases sharing one loader so that each
+start method pays for few worker processes. The other tests are about what
+seedwatch reports, not how workers start, and run under fork only.
+"""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -16,6 +22,7 @@ from pipelines import (
     START_METHODS,
     BatchedDataset,
     CleanStreamDataset,
+    EveryGenerator,
     FailingDataset,
     GlobalsDataset,
     HoldsGenerator,
@@ -23,10 +30,9 @@ from pipelines import (
     StreamDataset,
     SuicidalDataset,
     TransformedDataset,
-    article_seed,
+    article_seed_and_fix,
     constant_seed,
     load,
-    per_worker_generator,
     worker_id_seed,
 )
 from seedwatch import DuplicateStreamError, DuplicateStreamWarning, Finding, findings, monitor
@@ -38,24 +44,138 @@ def summary(found: list[Finding]) -> list[tuple[str, str]]:
     return [(finding.source, finding.kind) for finding in found]
 
 
+def seeded_load(dataset: Any, method: str = "fork", **options: Any) -> list[list[list[int]]]:
+    """Load two epochs with every global generator seeded alike first."""
+    torch.manual_seed(1)
+    np.random.seed(1)
+    random.seed(1)
+    return load(dataset, method=method, epochs=2, **options)
+
+
+def raw_and_monitored(
+    dataset_factory: Any, method: str = "fork", **options: Any
+) -> tuple[Any, Any]:
+    """Batches of two seeded runs, of the raw dataset and of a monitored one."""
+    raw = seeded_load(dataset_factory(), method, **options)
+    return raw, seeded_load(monitor(dataset_factory()), method, **options)
+
+
+#: Every generator EveryGenerator holds, by path; the globals and its declared
+#: shard order are absent. Each repeats across its two workers and two epochs.
+EVERY_GENERATOR_FINDINGS = [
+    (source, kind)
+    for source in (
+        "augs['noise']",
+        "bit_generator",
+        "numpy_generator",
+        "python_random",
+        "random_state",
+        "torch_generator",
+        "transform.state",
+        "transforms[1].g",
+    )
+    for kind in ("epochs", "workers")
+]
+
+
+class EveryGeneratorRun:
+    """EveryGenerator through two epochs and two workers, raw and monitored, under one method."""
+
+    def __init__(self, method: str) -> None:
+        self.raw = seeded_load(EveryGenerator(), method)
+        self.dataset = monitor(EveryGenerator(), strict=False, expect_shared=["shard_order"])
+        self.batches = seeded_load(self.dataset, method)
+        self.findings = findings(self.dataset)
+
+
+@pytest.fixture(name="every_generator", scope="module", params=START_METHODS)
+def _every_generator(request: pytest.FixtureRequest) -> EveryGeneratorRun:
+    return EveryGeneratorRun(str(request.param))
+
+
 @pytest.fixture(name="method", params=START_METHODS)
 def _method(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-class TestInstanceGenerators:
-    @pytest.mark.parametrize(
-        "kind",
-        ["numpy_generator", "bit_generator", "random_state", "python_random", "torch_generator"],
-    )
-    def test_every_kind_is_caught_across_workers_and_epochs(self, kind: str, method: str) -> None:
-        """A generator built in __init__ repeats in every worker and every epoch."""
-        monitored = monitor(HoldsGenerator(kind))
+class TestEveryStartMethod:
+    def test_every_generator_kind_and_path_is_caught(
+        self, every_generator: EveryGeneratorRun
+    ) -> None:
+        """Every kind and nested path repeats in all four workers; globals and shared ones don't."""
+        found = every_generator.findings
 
-        load(monitored, method=method)
+        assert EVERY_GENERATOR_FINDINGS == summary(found)
+        assert [4] * len(found) == [len({m.pid for m in f.members}) for f in found]
 
-        assert [("rng", "epochs"), ("rng", "workers")] == summary(findings(monitored))
+    def test_batches_are_bit_identical(self, every_generator: EveryGeneratorRun) -> None:
+        """The monitored dataset yields exactly the raw dataset's batches, every generator used."""
+        assert 2 * 8 == sum(len(batch) for epoch in every_generator.raw for batch in epoch)
+        assert every_generator.raw == every_generator.batches
 
+    def test_getitems_datasets_report_at_the_first_batch(self, method: str) -> None:
+        """A dataset with __getitems__ is fingerprinted though __getitem__ never runs."""
+        monitored = monitor(BatchedDataset())
+
+        batches = load(monitored, method=method, epochs=1, batch_size=4)
+
+        assert [("rng", "workers")] == summary(findings(monitored))
+        assert 16 == sum(len(batch) for epoch in batches for batch in epoch)
+
+    def test_iterable_datasets_and_a_constant_worker_seed_repeat(self, method: str) -> None:
+        """An IterableDataset's generator and np.random.seed(42) in worker_init_fn repeat."""
+        monitored = monitor(StreamDataset())
+
+        load(monitored, method=method, worker_init_fn=constant_seed)
+
+        assert [
+            ("numpy", "epochs"),
+            ("numpy", "workers"),
+            ("rng", "epochs"),
+            ("rng", "workers"),
+        ] == summary(findings(monitored))
+
+    def test_the_articles_seed_repeats_epochs_and_the_fix_is_clean(self, method: str) -> None:
+        """The article's get_state()[1][0] seed repeats epochs; a per-worker rng doesn't."""
+        monitored = monitor(HoldsGenerator())
+
+        load(monitored, method=method, worker_init_fn=article_seed_and_fix)
+
+        assert [("numpy", "epochs"), ("numpy", "epochs")] == summary(findings(monitored))
+
+    def test_strict_mode_raises_from_the_loop(self, method: str) -> None:
+        """Strict verdicts reach the workers, whichever way they start."""
+        monitored = monitor(StreamDataset(), strict=True)
+
+        with pytest.raises(DuplicateStreamError, match="fix:"):
+            load(monitored, method=method, epochs=1)
+
+    def test_strict_mode_is_silent_on_a_clean_pipeline(self, method: str) -> None:
+        """Generators built in the worker, and the globals, never raise nor report."""
+        monitored = monitor(CleanStreamDataset(), strict=True)
+
+        load(monitored, method=method, epochs=2)
+
+        assert [] == findings(monitored)
+
+    def test_user_exceptions_keep_their_type_and_message(self, method: str) -> None:
+        """An exception in the user's dataset reaches the loop as the user raised it."""
+        with pytest.raises(KeyError, match="missing sample 5"):
+            load(monitor(FailingDataset()), method=method, epochs=1)
+
+    def test_one_dataset_under_alternating_start_methods(self) -> None:
+        """The same monitored dataset serves fork, spawn, forkserver and fork again."""
+        monitored = monitor(HoldsGenerator())
+
+        for method in ("fork", "spawn", "forkserver", "fork"):
+            load(monitored, method=method, epochs=1)
+
+        [epochs, workers] = findings(monitored)
+        assert 8 == len(epochs.members)
+        assert {0, 1, 2, 3} == {member.generation for member in workers.members}
+
+
+class TestFindings:
     def test_members_name_generation_worker_and_pid(self) -> None:
         """Members say which generation and worker drew the stream, in which process."""
         monitored = monitor(HoldsGenerator())
@@ -68,18 +188,6 @@ class TestInstanceGenerators:
         ]
         assert 6 == len({m.pid for m in members})
 
-    def test_nested_generators_are_named_by_path(self, method: str) -> None:
-        """Generators in transforms, lists and dicts are caught under their paths."""
-        monitored = monitor(TransformedDataset())
-
-        load(monitored, method=method, epochs=1)
-
-        assert [
-            ("augs['noise']", "workers"),
-            ("transform.state", "workers"),
-            ("transforms[1].g", "workers"),
-        ] == summary(findings(monitored))
-
     def test_wrapped_datasets_are_walked(self) -> None:
         """Generators inside ConcatDataset and Subset are found."""
         inner: ConcatDataset[Any] = ConcatDataset(
@@ -89,26 +197,10 @@ class TestInstanceGenerators:
 
         load(monitored, epochs=1, batch_size=3)
 
-        assert {"datasets[0].rng", "datasets[1].dataset.rng"} == {
-            finding.source for finding in findings(monitored)
-        }
-
-    def test_getitems_datasets_report_at_the_first_batch(self, method: str) -> None:
-        """A dataset with __getitems__ is fingerprinted though __getitem__ never runs."""
-        monitored = monitor(BatchedDataset())
-
-        batches = load(monitored, method=method, batch_size=4)
-
-        assert [("rng", "epochs"), ("rng", "workers")] == summary(findings(monitored))
-        assert 2 * 16 == sum(len(batch) for epoch in batches for batch in epoch)
-
-    def test_iterable_datasets_report_when_iterated(self, method: str) -> None:
-        """An IterableDataset holding a generator gives every shard the same stream."""
-        monitored = monitor(StreamDataset())
-
-        load(monitored, method=method)
-
-        assert [("rng", "epochs"), ("rng", "workers")] == summary(findings(monitored))
+        assert [
+            ("datasets[0].rng", "workers"),
+            ("datasets[1].dataset.rng", "workers"),
+        ] == summary(findings(monitored))
 
     def test_persistent_workers_are_one_generation(self) -> None:
         """With persistent workers the streams continue: workers repeat, epochs do not."""
@@ -118,16 +210,6 @@ class TestInstanceGenerators:
 
         [finding] = findings(monitored)
         assert ("workers", 2) == (finding.kind, len(finding.members))
-
-
-class TestWorkerInitFns:
-    def test_constant_seed_repeats_workers_and_epochs(self, method: str) -> None:
-        """np.random.seed(42) in worker_init_fn: every worker, every epoch."""
-        monitored = monitor(GlobalsDataset())
-
-        load(monitored, method=method, worker_init_fn=constant_seed)
-
-        assert [("numpy", "epochs"), ("numpy", "workers")] == summary(findings(monitored))
 
     def test_worker_id_seed_repeats_epochs(self) -> None:
         """np.random.seed(worker_id): workers differ, epochs repeat."""
@@ -139,24 +221,6 @@ class TestWorkerInitFns:
         assert [("numpy", "epochs"), ("numpy", "epochs")] == summary(found)
         assert "worker_id" in found[0].hint
 
-    def test_the_articles_get_state_seed_repeats_epochs(self, method: str) -> None:
-        """np.random.seed(np.random.get_state()[1][0] + worker_id) is a constant per worker."""
-        monitored = monitor(GlobalsDataset())
-
-        load(monitored, method=method, worker_init_fn=article_seed)
-
-        assert [("numpy", "epochs"), ("numpy", "epochs")] == summary(findings(monitored))
-
-    def test_the_fix_is_clean(self, method: str) -> None:
-        """Rebuilding the generator from the worker's seed leaves nothing to report."""
-        monitored = monitor(HoldsGenerator())
-
-        load(monitored, method=method, worker_init_fn=per_worker_generator)
-
-        assert [] == findings(monitored)
-
-
-class TestEpochReseeding:
     def test_manual_seed_every_epoch_repeats_every_stream(self) -> None:
         """torch.manual_seed before each epoch replays numpy, random and torch per worker."""
         monitored = monitor(GlobalsDataset())
@@ -164,41 +228,21 @@ class TestEpochReseeding:
         load(monitored, epochs=2, reseed_every_epoch=0)
 
         found = findings(monitored)
-        assert {"numpy", "random", "torch"} == {finding.source for finding in found}
-        assert {"epochs"} == {finding.kind for finding in found}
+        assert [(source, "epochs") for source in ("numpy", "random", "torch") for _ in "01"] == (
+            summary(found)
+        )
+        assert {
+            (source, ((0, worker), (1, worker)))
+            for source in ("numpy", "random", "torch")
+            for worker in (0, 1)
+        } == {(f.source, tuple((m.generation, m.worker) for m in f.members)) for f in found}
         assert all("before each epoch" in finding.hint for finding in found)
-
-
-class TestCleanPipelines:
-    def test_globals_only_is_clean(self, method: str) -> None:
-        """A dataset drawing only from the reseeded globals has no finding."""
-        monitored = monitor(GlobalsDataset())
-
-        load(monitored, method=method, epochs=3, workers=3)
-
-        assert [] == findings(monitored)
-
-    def test_generators_built_in_the_worker_are_clean(self, method: str) -> None:
-        """An IterableDataset that builds its generator per worker has no finding."""
-        monitored = monitor(CleanStreamDataset())
-
-        load(monitored, method=method)
-
-        assert [] == findings(monitored)
 
     def test_no_workers_is_clean(self) -> None:
         """num_workers=0 over several epochs reports the main process once, cleanly."""
         monitored = monitor(TransformedDataset())
 
         load(monitored, workers=0, epochs=3)
-
-        assert [] == findings(monitored)
-
-    def test_expect_shared_is_not_reported(self, method: str) -> None:
-        """A shard-order generator declared shared is fingerprinted but never reported."""
-        monitored = monitor(ShardOrderDataset(), expect_shared=["shard_order"])
-
-        load(monitored, method=method)
 
         assert [] == findings(monitored)
 
@@ -211,47 +255,25 @@ class TestCleanPipelines:
         assert [("shard_order", "workers")] == summary(findings(monitored))
 
 
-def raw_and_monitored(dataset_factory: Any, method: str, **options: Any) -> tuple[Any, Any]:
-    runs = []
-    wrappers: tuple[Callable[[Any], Any], ...] = (lambda ds: ds, monitor)
-    for wrap in wrappers:
-        torch.manual_seed(1)
-        np.random.seed(1)
-        random.seed(1)
-        runs.append(load(wrap(dataset_factory()), method=method, epochs=2, **options))
-    return runs[0], runs[1]
-
-
 class TestTransparency:
-    @pytest.mark.parametrize(
-        "factory",
-        [GlobalsDataset, TransformedDataset, lambda: HoldsGenerator("random_state")],
-        ids=["globals", "nested", "instance"],
-    )
-    def test_batches_are_bit_identical(self, factory: Any, method: str) -> None:
-        """A monitored dataset yields exactly the raw dataset's batches."""
-        raw, monitored = raw_and_monitored(factory, method)
-
-        assert raw == monitored
-
     def test_getitems_and_iterable_batches_are_bit_identical(self) -> None:
         """The batched and iterable paths are transparent too."""
         for factory in (BatchedDataset, StreamDataset):
-            raw, monitored = raw_and_monitored(factory, "fork", batch_size=4)
+            raw, monitored = raw_and_monitored(factory, batch_size=4)
             assert raw == monitored
 
     @pytest.mark.parametrize("batch_size", [1, 16, 32])
     def test_every_batch_size_is_bit_identical(self, batch_size: int) -> None:
         """Small batches fetch per item, large ones per batch: both are transparent."""
         raw, monitored = raw_and_monitored(
-            lambda: TransformedDataset(size=64), "fork", batch_size=batch_size
+            lambda: TransformedDataset(size=64), batch_size=batch_size
         )
 
         assert raw == monitored
 
     def test_no_workers_is_bit_identical(self) -> None:
         """Main-process fetching is transparent."""
-        raw, monitored = raw_and_monitored(TransformedDataset, "fork", workers=0)
+        raw, monitored = raw_and_monitored(TransformedDataset, workers=0)
 
         assert raw == monitored
 
@@ -264,18 +286,12 @@ class TestStrictMode:
             monitored = monitor(HoldsGenerator(), strict=True)
             epochs_done = 0
             try:
-                load(monitored, epochs=1, batch_size=1)
-                epochs_done += 1
+                for _epoch in range(2):
+                    load(monitored, epochs=1, batch_size=1)
+                    epochs_done += 1
             except DuplicateStreamError as error:
                 outcomes.append((epochs_done, "'rng' repeats across workers" in str(error)))
         assert [(0, True)] * 20 == outcomes
-
-    def test_the_loop_raises_under_every_start_method(self, method: str) -> None:
-        """Strict verdicts reach spawn and forkserver workers too."""
-        monitored = monitor(StreamDataset(), strict=True)
-
-        with pytest.raises(DuplicateStreamError, match="fix:"):
-            load(monitored, method=method, epochs=1)
 
     def test_an_epoch_repeat_raises_in_that_epoch(self) -> None:
         """A stream that repeats in epoch two raises before epoch two ends."""
@@ -287,14 +303,6 @@ class TestStrictMode:
                 finished.append(epoch)
 
         assert [0] == finished
-
-    def test_clean_pipelines_never_raise(self, method: str) -> None:
-        """Strict mode on a clean pipeline is silent."""
-        monitored = monitor(GlobalsDataset(), strict=True)
-
-        load(monitored, method=method, epochs=2)
-
-        assert [] == findings(monitored)
 
 
 class TestWarnMode:
@@ -313,11 +321,6 @@ class TestWarnMode:
 
 
 class TestReliability:
-    def test_user_exceptions_keep_their_type_and_message(self, method: str) -> None:
-        """An exception in the user's dataset reaches the loop as the user raised it."""
-        with pytest.raises(KeyError, match="missing sample 5"):
-            load(monitor(FailingDataset()), method=method, epochs=1)
-
     def test_a_killed_worker_gives_the_dataloaders_error(self) -> None:
         """A worker killed mid-epoch: the DataLoader's own error, and no hang after it."""
         monitored = monitor(SuicidalDataset(), strict=True)
@@ -327,14 +330,3 @@ class TestReliability:
 
         assert [] == findings(monitored)
         assert list(range(8)) == load(monitored, epochs=1, workers=0, batch_size=8)[0][0]
-
-    def test_one_dataset_under_alternating_start_methods(self) -> None:
-        """The same monitored dataset serves fork, spawn, forkserver and fork again."""
-        monitored = monitor(HoldsGenerator())
-
-        for method in ("fork", "spawn", "forkserver", "fork"):
-            load(monitored, method=method, epochs=1)
-
-        [epochs, workers] = findings(monitored)
-        assert 8 == len(epochs.members)
-        assert {0, 1, 2, 3} == {member.generation for member in workers.members}
