@@ -9,19 +9,21 @@ from seedwatch._cli import build_parser, main
 
 
 def assert_demo_report(stdout: str) -> None:
-    """The demo reports the article's pattern and the __init__ generator, not the fix."""
-    first, second, third = stdout.split("\n[")[1:]
-    assert "DUPLICATE 'numpy' across epochs" in first
-    assert "2147483648" in first
-    assert "DUPLICATE 'rng' across workers" in second
-    assert "DUPLICATE 'rng' across epochs" in second
-    assert "clean: no duplicate random streams" in third
+    """The demo reports the three bugs (article, __init__, lazy constant seed), not the fix."""
+    article, in_init, lazy, fixed = stdout.split("\n[")[1:]
+    assert "DUPLICATE 'numpy' across epochs" in article
+    assert "2147483648" in article
+    for bug in (in_init, lazy):
+        assert "DUPLICATE 'rng' across workers" in bug
+        assert "DUPLICATE 'rng' across epochs" in bug
+    assert "created while items are served" in lazy
+    assert "clean: no duplicate random streams" in fixed
     assert "duplicate_rng_stream" not in stdout
 
 
 class TestDemo:
-    def test_the_demo_command_finds_the_two_bugs_under_spawn(self) -> None:
-        """`python -m seedwatch demo` finds both bugs and passes the fix, its workers spawned."""
+    def test_the_demo_command_finds_the_bugs_under_spawn(self) -> None:
+        """`python -m seedwatch demo` finds every bug and passes the fix, its workers spawned."""
         result = subprocess.run(
             [sys.executable, "-m", "seedwatch", "demo", "--epochs", "2", "--start-method", "spawn"],
             capture_output=True,
@@ -34,9 +36,7 @@ class TestDemo:
         assert "(start method: spawn)" in result.stdout
         assert_demo_report(result.stdout)
 
-    def test_the_demo_finds_the_two_bugs_under_fork(
-        self, capsys: pytest.CaptureFixture[str]
-    ) -> None:
+    def test_the_demo_finds_the_bugs_under_fork(self, capsys: pytest.CaptureFixture[str]) -> None:
         """The same report with forked workers, the command run in this process."""
         status = main(["demo", "--epochs", "2", "--start-method", "fork"])
 

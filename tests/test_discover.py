@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import random
+import sys
 import types
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 from torch.utils.data import ConcatDataset, Subset
 
@@ -237,3 +240,20 @@ class TestReach:
             "fn(closure_over.add).rng": "closure",
             "ClassLevel.R": "class",
         } == {found.path: found.place for found in find_generators(root)}
+
+    def test_a_user_module_named_like_the_standard_librarys_is_read(
+        self, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A user's tabnanny.py is the pipeline's code, not the standard library's."""
+        (tmp_path / "tabnanny.py").write_text(
+            "import numpy as np\n"
+            "RNG = np.random.default_rng(0)\n"
+            "class Noisy:\n"
+            "    def __getitem__(self, index):\n"
+            "        return RNG.random()\n"
+        )
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.delitem(sys.modules, "tabnanny", raising=False)
+        module = importlib.import_module("tabnanny")
+
+        assert ["tabnanny.RNG"] == paths(module.Noisy())

@@ -29,9 +29,11 @@ import functools
 import gc
 import itertools
 import sys
+import sysconfig
 import types
 from collections import deque
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -74,7 +76,8 @@ _OPAQUE: tuple[type, ...] = (
 )
 
 #: Top-level packages whose code is never read for globals (see the module docstring).
-_UNREAD_PACKAGES = frozenset({*sys.stdlib_module_names, "torch", "numpy", "wrapt", "seedwatch"})
+_UNREAD_PACKAGES = frozenset({"torch", "numpy", "wrapt", "seedwatch"})
+_STDLIB = Path(sysconfig.get_path("stdlib")).resolve()
 
 #: Where a generator is kept, for hints: what holds it decides the fix.
 Place = Literal["attribute", "closure", "class", "global", "frame"]
@@ -330,7 +333,29 @@ def _is_read(owner: object) -> bool:
         module = owner.__dict__.get("__module__")  # the class's own, no metaclass code
     else:
         module = getattr(owner, "__module__", None)  # a plain attribute of functions
-    return isinstance(module, str) and module.partition(".")[0] not in _UNREAD_PACKAGES
+    return isinstance(module, str) and not _is_library(module.partition(".")[0])
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_library(package: str) -> bool:
+    """
+    Whether a top-level package is torch, numpy, wrapt, seedwatch or the standard library.
+
+    A name is not enough for the standard library: a user's own ``pipes.py`` or
+    ``queue.py`` shares a name with one, so the module's file decides.
+    """
+    if package in _UNREAD_PACKAGES:
+        return True
+    if package not in sys.stdlib_module_names:
+        return False
+    module = sys.modules.get(package)
+    if module is None:
+        return True
+    location = vars(module).get("__file__")  # the module's dict: no module __getattr__ runs
+    if not isinstance(location, str):
+        return True  # built into the interpreter
+    path = Path(location).resolve()
+    return path.is_relative_to(_STDLIB) and "site-packages" not in path.parts
 
 
 def _is_plain(value: object) -> bool:

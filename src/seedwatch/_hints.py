@@ -42,7 +42,7 @@ def hint_for(  # noqa: PLR0913, PLR0911 - the evidence a finding carries, one fi
     not before (a generator created while serving, or a global reseeded then).
     """
     if born_late:
-        return _late_hint(source, origin)
+        return _late_hint(source, origin, kind)
     if kind == "ranks":
         return (
             f"Every rank seeds {source!r} identically (e.g. manual_seed(42) on all ranks). "
@@ -105,7 +105,7 @@ def _instance_hint(source: str, origin: str, kind: Kind) -> str:
     )
 
 
-def _late_hint(source: str, origin: str) -> str:
+def _late_hint(source: str, origin: str, kind: Kind) -> str:
     if origin == RESEEDED_GLOBAL:
         call = {"numpy": "np.random.seed", "random": "random.seed"}.get(source, "torch.manual_seed")
         return (
@@ -114,10 +114,16 @@ def _late_hint(source: str, origin: str) -> str:
             "transform. Drop the reseed: PyTorch seeds the globals per worker; for a stream per "
             "sample, use a local np.random.default_rng((torch.initial_seed(), index))."
         )
+    seed = (
+        "the same seed in every worker"
+        if kind == "workers"
+        else "a seed that repeats every epoch (a constant, or the item's index)"
+    )
     return (
         f"{source!r} ({origin}) is created while items are served (lazily, per item, or inside "
-        "__iter__) from the same seed in every worker and epoch. Seed it from what differs: "
-        "np.random.default_rng(torch.initial_seed()), or get_worker_info().seed."
+        f"__iter__) from {seed}. Seed it from what differs per worker and epoch: "
+        "torch.initial_seed() or get_worker_info().seed (for a stream per sample, "
+        "np.random.default_rng((torch.initial_seed(), index)))."
     )
 
 
@@ -125,31 +131,35 @@ def _where(kind: Kind) -> str:
     return "every worker and every epoch" if kind == "workers" else "every epoch"
 
 
+def _rebuild(origin: str) -> str:
+    """Return the constructor call that rebuilds a generator of this type from ``info.seed``."""
+    return _REBUILD.get(origin, "np.random.default_rng(info.seed)")
+
+
 def _closure_hint(source: str, origin: str, kind: Kind) -> str:
     return (
         f"{source!r} ({origin}) is captured by a function (a closure, a default argument or a "
         f"functools.partial) and copied, state and all, into {_where(kind)}. Create it inside "
         "the function on first use, from torch.initial_seed() or get_worker_info().seed, or "
-        "pass the function a generator built per worker."
+        f"pass the function one built per worker: {_rebuild(origin)}."
     )
 
 
 def _class_hint(source: str, origin: str, kind: Kind) -> str:
-    owner, _, name = source.rpartition(".")
     return (
         f"{source!r} ({origin}) is a class attribute: every instance shares it, and "
         f"{_where(kind)} gets a copy in the same state. Give each worker its own, in "
-        f"worker_init_fn: {owner}.{name} = np.random.default_rng(get_worker_info().seed) "
-        "(or set an instance attribute per worker)."
+        "worker_init_fn: info = torch.utils.data.get_worker_info(); "
+        f"{source} = {_rebuild(origin)} (or set an instance attribute per worker)."
     )
 
 
 def _global_hint_for_module(source: str, origin: str, kind: Kind) -> str:
     return (
         f"{source!r} ({origin}) is a module global the pipeline draws from, copied, state and "
-        f"all, into {_where(kind)}. Reseed it per worker in worker_init_fn ({source} = "
-        "np.random.default_rng(torch.initial_seed())), or draw from np.random, random or "
-        "torch, which PyTorch seeds per worker."
+        f"all, into {_where(kind)}. Reseed it per worker in worker_init_fn: info = "
+        f"torch.utils.data.get_worker_info(); {source} = {_rebuild(origin)}; or draw from "
+        "np.random, random or torch, which PyTorch seeds per worker."
     )
 
 
