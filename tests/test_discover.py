@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import ConcatDataset, Subset
 
 from pipelines import HoldsGenerator, TransformedDataset
-from seedwatch import monitor
+from seedwatch import _discover, monitor
 from seedwatch._discover import MAX_DEPTH, MAX_ITEMS_PER_CONTAINER, MAX_OBJECTS, find_generators
 
 
@@ -117,8 +117,9 @@ class TestFindGenerators:
         assert f"items[{MAX_ITEMS_PER_CONTAINER - 1}]" in found
         assert f"items[{MAX_ITEMS_PER_CONTAINER}]" not in found
 
-    def test_the_walk_stops_after_max_objects(self) -> None:
+    def test_the_walk_stops_after_max_objects(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Among ten thousand generators the walk visits MAX_OBJECTS objects, no more."""
+        monkeypatch.setattr(_discover, "MAX_SECONDS", 60.0)  # the object bound alone
         shards = [[random.Random(i) for i in range(100)] for _ in range(100)]
 
         found = paths(Box(shards=shards))
@@ -257,3 +258,10 @@ class TestReach:
         module = importlib.import_module("tabnanny")
 
         assert ["tabnanny.RNG"] == paths(module.Noisy())
+
+    def test_the_walk_stops_at_its_time_limit(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With no time left, the walk stops after its first 64 objects, whatever is left."""
+        monkeypatch.setattr(_discover, "MAX_SECONDS", -1.0)
+        boxes = [Box(rng=random.Random(i)) for i in range(200)]
+
+        assert len(paths(Box(items=boxes))) < 64

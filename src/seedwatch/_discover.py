@@ -18,9 +18,10 @@ Where the walk looks, from the dataset (and, for an iterable, its running iterat
 It never runs user code: it reads ``__dict__``, slots, class dicts, cells,
 code objects and frames directly, so no property, descriptor or
 ``__getattr__`` fires. It is bounded in depth, objects, items per container and
-hops through globals, so a dataset holding a million samples costs the same as
-one holding ten. Code of PyTorch, numpy and the standard library is not read:
-their only streams are the process globals, which are watched anyway.
+hops through code, and in time (:data:`MAX_SECONDS`), so a dataset holding a
+million samples costs the same as one holding ten. Code of PyTorch, numpy and
+the standard library is not read: their only streams are the process globals,
+which are watched anyway.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import gc
 import itertools
 import sys
 import sysconfig
+import time
 import types
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -44,6 +46,8 @@ from seedwatch._generators import is_generator
 
 MAX_DEPTH = 8
 MAX_OBJECTS = 5_000
+#: A walk stops looking after this long, whatever is left (checked every 64 objects).
+MAX_SECONDS = 0.2
 MAX_ITEMS_PER_CONTAINER = 256
 #: How many functions deep the walk follows names from code to globals and methods.
 MAX_CODE_HOPS = 3
@@ -128,7 +132,10 @@ def find_generators(
         [("", root, 0, 0, "attribute"), *((p, o, 0, 0, "frame") for p, o in more)]
     )
     visited = 0
+    deadline = time.perf_counter() + MAX_SECONDS
     while queue and visited < MAX_OBJECTS:
+        if visited % 64 == 63 and time.perf_counter() > deadline:
+            break
         path, obj, depth, hops, place = queue.popleft()
         while issubclass(type(obj), wrapt.BaseObjectProxy):
             obj = _WRAPPED.__get__(obj, type(obj))
@@ -142,6 +149,8 @@ def find_generators(
         if depth >= MAX_DEPTH or _is_opaque(type(obj)):
             continue
         for child_path, value, child_hops, child_place in _children(path, obj, hops, seen):
+            if len(queue) >= 2 * MAX_OBJECTS:  # more than the walk will ever visit
+                break
             if not _is_opaque(type(value)):
                 queue.append((child_path, value, depth + 1, child_hops, child_place or place))
     return found
