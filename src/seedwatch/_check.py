@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -150,15 +151,29 @@ def _run_epochs(loader: Any, epochs: int, err: TextIO) -> int | None:
                 if live and count % 50 == 0:
                     err.write(f"\r  epoch {epoch}/{epochs}: {count} batches")
                     err.flush()
-        except DuplicateStreamError:
+        except DuplicateStreamError as exc:
+            _release_workers(exc)
             return epoch
         except Exception as exc:
+            _release_workers(exc)
             raise TargetError(
                 f"the pipeline raised {type(exc).__name__} in epoch {epoch}: {_error_line(exc)}"
             ) from exc
         seconds = time.monotonic() - started
         err.write(f"\r  epoch {epoch}/{epochs}: {count} batches in {seconds:.1f}s\n")
     return None
+
+
+def _release_workers(exc: BaseException) -> None:
+    """
+    Let go of the interrupted epoch's workers now.
+
+    PyTorch re-raises a worker's error from a frame that also holds it, a reference
+    cycle that keeps the epoch's iterator (and its workers) alive until the garbage
+    collector runs; by then its queues are closed, and shutting down waits 5 s per
+    worker. Clearing the traceback's frames breaks the cycle while the queues work.
+    """
+    traceback.clear_frames(exc.__traceback__)
 
 
 def _describe_run(loader: Any, options: CheckOptions) -> str:
