@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import torch
+from torch.utils.data import IterableDataset
 
 from pipelines import START_METHODS, load
 from reach_pipelines import Reach, ReachStream, reach_worker_init, reset_generators
@@ -108,3 +109,36 @@ class TestTransparency:
 
         assert [] == list(monitored)
         assert [] == findings(monitored)
+
+
+class ResumableRows:
+    """An iterator object with more than __next__ (as torchdata's stateful iterators have)."""
+
+    def __init__(self, size: int) -> None:
+        self.position, self.size = 0, size
+
+    def __iter__(self) -> ResumableRows:
+        return self
+
+    def __next__(self) -> int:
+        if self.position >= self.size:
+            raise StopIteration
+        self.position += 1
+        return self.position
+
+    def state_dict(self) -> dict[str, int]:
+        return {"position": self.position}
+
+
+class Resumable(IterableDataset[int]):
+    def __iter__(self) -> ResumableRows:
+        return ResumableRows(3)
+
+
+def test_an_iterator_object_is_kept_whole() -> None:
+    """A dataset's own iterator object keeps its methods and yields the same items."""
+    iterator = iter(monitor(Resumable()))
+
+    assert [1, 2] == [next(iterator), next(iterator)]
+    assert {"position": 2} == iterator.state_dict()
+    assert [3] == list(iterator)

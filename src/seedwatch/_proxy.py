@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+import types
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -148,7 +149,10 @@ class _ArmedDataset(MonitoredDataset):
         except BaseException:
             watch.finish(served=False)
             raise
-        return _watched(iterator, watch)
+        if type(iterator) is types.GeneratorType:
+            return _watched(iterator, watch)
+        # An iterator object may have more to it (torchdata's state_dict()): keep it whole.
+        return _WatchedIterator(iterator, watch)
 
     def __getitems__(self, indices: Any) -> Any:
         watch = _first_fetch(self)
@@ -175,6 +179,31 @@ def _served(watch: Watch, fetch: Callable[[], Any]) -> Any:
         raise
     watch.finish()
     return result
+
+
+class _WatchedIterator(wrapt.BaseObjectProxy):  # type: ignore[type-arg]
+    """An iterator object, forwarded whole, whose first item finishes the watch."""
+
+    _self_watch: Watch | None
+
+    def __init__(self, iterator: Iterator[Any], watch: Watch) -> None:
+        super().__init__(iterator)
+        self._self_watch = watch
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        watch, self._self_watch = self._self_watch, None
+        if watch is None:
+            return next(self.__wrapped__)
+        try:
+            item = next(self.__wrapped__)
+        except BaseException:  # StopIteration included: an empty shard still reports
+            watch.finish(served=False)
+            raise
+        watch.finish(("", self.__wrapped__))
+        return item
 
 
 def _watched(iterator: Iterator[Any], watch: Watch) -> Iterator[Any]:
