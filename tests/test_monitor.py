@@ -324,3 +324,33 @@ class TestThreads:
         ]
         assert [2, 2, 2] == [counts[-1] for counts in polls]
         assert [sorted(counts) for counts in polls] == polls
+
+
+class LenientAttributes(Dataset[int]):
+    """A dataset whose __getattr__ raises KeyError for unknown names (a config-backed one)."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+    def __getattr__(self, name: str) -> Any:
+        raise KeyError(name)
+
+
+class TestOddDatasets:
+    def test_a_getattr_that_raises_keyerror_is_no_getitems(self) -> None:
+        """A __getattr__ raising for __getitems__ means none, as for the DataLoader: items flow."""
+        monitored = monitor(LenientAttributes())
+
+        assert [0, 1, 2, 3] == [monitored[i] for i in range(4)]
+        assert [[0, 1], [2, 3]] == [b.tolist() for b in DataLoader(monitored, batch_size=2)]
+
+    def test_a_copy_is_a_shallow_copy_of_the_dataset(self) -> None:
+        """copy.copy(monitored) copies the dataset, as copy.copy(raw) does: a validation twin."""
+        train = monitor(HoldsGenerator(size=4))
+        validation = copy.copy(train)
+        validation.size = 2
+
+        assert (4, 2) == (len(train), len(validation))

@@ -40,15 +40,15 @@ class TestRankLink:
         """A stream nobody else drew is nobody else's."""
         link = RankLink(store, 0, "ns")
 
-        heard = link.publish("torch", "f", member(0))
+        heard = link.publish("torch", "000000000000000f", member(0))
 
         assert (0, ()) == (heard.count, heard.members)
 
     def test_a_later_rank_sees_the_earlier_ones(self, store: Any) -> None:
         """The second rank to publish a stream learns who drew it before."""
-        RankLink(store, 0, "ns").publish("torch", "f", member(0))
+        RankLink(store, 0, "ns").publish("torch", "000000000000000f", member(0))
 
-        heard = RankLink(store, 1, "ns").publish("torch", "f", member(1))
+        heard = RankLink(store, 1, "ns").publish("torch", "000000000000000f", member(1))
 
         assert 1 == heard.count
         assert [member(0)] == list(heard.members)
@@ -56,58 +56,60 @@ class TestRankLink:
     def test_the_earlier_rank_hears_through_its_inbox(self, store: Any) -> None:
         """The first publisher learns of later ones on its next look at the news."""
         first, second = RankLink(store, 0, "ns"), RankLink(store, 1, "ns")
-        first.publish("torch", "f", member(0))
-        second.publish("torch", "f", member(1))
+        first.publish("torch", "000000000000000f", member(0))
+        second.publish("torch", "000000000000000f", member(1))
 
-        assert [("torch", "f")] == first.news()
-        assert [member(1)] == list(first.look("torch", "f").members)
+        assert [("torch", "000000000000000f")] == first.news()
+        assert [member(1)] == list(first.look("torch", "000000000000000f").members)
         assert [] == first.news()
 
     def test_own_ranks_streams_are_not_elsewhere(self, store: Any) -> None:
         """Two workers of one rank are that rank's business, not a rank finding."""
         link = RankLink(store, 0, "ns")
-        link.publish("rng", "f", member(0, worker=0))
+        link.publish("rng", "000000000000000f", member(0, worker=0))
 
-        assert 0 == link.publish("rng", "f", member(0, worker=1)).count
+        assert 0 == link.publish("rng", "000000000000000f", member(0, worker=1)).count
 
     def test_counts_stay_exact_beyond_the_named_slots(self, store: Any) -> None:
         """After SLOTS members, more are counted but not named: O(1) per report."""
         for rank in range(SLOTS + 4):
-            RankLink(store, rank, "ns").publish("torch", "f", member(rank))
+            RankLink(store, rank, "ns").publish("torch", "000000000000000f", member(rank))
 
-        heard = RankLink(store, 99, "ns").look("torch", "f")
+        heard = RankLink(store, 99, "ns").look("torch", "000000000000000f")
 
         assert (SLOTS + 4, SLOTS) == (heard.count, len(heard.members))
 
     def test_namespaces_do_not_see_each_other(self, store: Any) -> None:
         """Two monitors or runs on one store are separate."""
-        RankLink(store, 0, "run-a").publish("torch", "f", member(0))
+        RankLink(store, 0, "run-a").publish("torch", "000000000000000f", member(0))
 
-        assert 0 == RankLink(store, 1, "run-b").publish("torch", "f", member(1)).count
+        assert (
+            0 == RankLink(store, 1, "run-b").publish("torch", "000000000000000f", member(1)).count
+        )
 
     def test_malformed_values_are_ignored(self, store: Any) -> None:
         """Garbage in member slots and inboxes is logged and skipped, never fatal."""
-        store.add("ns/s/torch/f/n", 1)
-        store.set("ns/s/torch/f/m1", b"\x80not json")
+        store.add("ns/s/torch/000000000000000f/n", 1)
+        store.set("ns/s/torch/000000000000000f/m1", b"\x80not json")
         store.add("ns/inbox/1/n", 2)
         store.set("ns/inbox/1/1", b'{"a": 1}')
-        store.set("ns/inbox/1/2", b'["torch", "f"]')
+        store.set("ns/inbox/1/2", b'["torch", "000000000000000f"]')
         link = RankLink(store, 1, "ns")
 
-        heard = link.publish("torch", "f", member(1))
+        heard = link.publish("torch", "000000000000000f", member(1))
 
         assert (1, ()) == (heard.count, heard.members)
-        assert [("torch", "f")] == link.news()
+        assert [("torch", "000000000000000f")] == link.news()
 
     def test_a_crashed_writer_never_blocks(self, store: Any) -> None:
         """A slot or inbox entry counted but never written (a dead rank) costs no waiting."""
-        store.add("ns/s/torch/f/n", 1)  # a rank died between counting and writing
+        store.add("ns/s/torch/000000000000000f/n", 1)  # a rank died between counting and writing
         store.add("ns/inbox/1/n", 1)
         link = RankLink(store, 1, "ns")
         store.set_timeout(timedelta(seconds=60))
         started = time.monotonic()
 
-        heard = link.publish("torch", "f", member(1))
+        heard = link.publish("torch", "000000000000000f", member(1))
         news = link.news()
 
         assert time.monotonic() - started < 2

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+import weakref
 from typing import Any
 
 import pytest
 import torch
 from torch.utils.data import IterableDataset
 
-from pipelines import START_METHODS, load
+from pipelines import START_METHODS, StreamDataset, load
 from reach_pipelines import Reach, ReachStream, reach_worker_init, reset_generators
-from seedwatch import Finding, findings, monitor
+from seedwatch import DuplicateStreamError, Finding, findings, monitor
 
 pytestmark = pytest.mark.filterwarnings("ignore::seedwatch.DuplicateStreamWarning")
 
@@ -142,3 +145,61 @@ def test_an_iterator_object_is_kept_whole() -> None:
     assert [1, 2] == [next(iterator), next(iterator)]
     assert {"position": 2} == iterator.state_dict()
     assert [3] == list(iterator)
+
+
+class Conversation(IterableDataset[Any]):
+    """An iterable whose generator answers what is sent and catches what is thrown."""
+
+    def __iter__(self) -> Any:
+        received = yield "first"
+        while True:
+            try:
+                received = yield f"got {received}"
+            except ValueError:  # noqa: PERF203 - the conversation under test
+                received = yield "caught"
+
+
+def conversation(dataset: Any) -> list[Any]:
+    iterator = iter(dataset)
+    said = [next(iterator), iterator.send("hello"), iterator.throw(ValueError()), next(iterator)]
+    iterator.close()
+    return said
+
+
+class TestGeneratorProtocol:
+    def test_send_throw_and_close_reach_the_users_generator(self) -> None:
+        """Around the first item too, the monitored iterator converses exactly like the raw one."""
+        assert conversation(Conversation()) == conversation(monitor(Conversation()))
+
+    def test_the_first_item_is_not_kept_alive(self) -> None:
+        """Once the second item is out, the wrapper holds no reference to the first."""
+
+        class Item:
+            pass
+
+        class Items(IterableDataset[Any]):
+            def __iter__(self) -> Any:
+                while True:
+                    yield Item()
+
+        iterator = iter(monitor(Items()))
+        first = weakref.ref(next(iterator))
+        next(iterator)
+
+        assert first() is None
+
+    def test_an_iterator_object_pickles_and_copies_as_itself(self) -> None:
+        """Pickling or copying the monitored iterator gives the dataset's own iterator."""
+        iterator = iter(monitor(Resumable()))
+        next(iterator)
+
+        assert {"position": 1} == pickle.loads(pickle.dumps(iterator)).state_dict()  # noqa: S301
+        assert {"position": 1} == copy.copy(iterator).state_dict()
+
+
+def test_strict_mode_raises_even_when_a_worker_has_no_items() -> None:
+    """A worker whose shard is empty still gets its verdict: the loop raises either way."""
+    monitored = monitor(StreamDataset(size=1), strict=True)
+
+    with pytest.raises(DuplicateStreamError, match="'rng' repeats across workers"):
+        load(monitored, epochs=1, batch_size=1)

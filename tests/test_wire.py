@@ -35,7 +35,11 @@ def sample() -> Report:
         worker=1,
         pid=4242,
         seed=99,
-        streams={"numpy": Stream("00ff", "global"), "rng": Stream("abcd", "random.Random")},
+        streams={
+            "numpy": Stream("00000000000000ff", "global"),
+            "rng": Stream("000000000000abcd", "random.Random", "attribute"),
+        },
+        later={"lazy": Stream("0123456789abcdef", "np.random.Generator(PCG64)", "attribute")},
         rank=3,
     )
 
@@ -101,6 +105,10 @@ class TestRequest:
             lambda d: d["report"].update(pid="4242"),
             lambda d: d["report"].update(worker=True),
             lambda d: d["report"].update(streams={"rng": ["abcd"]}),
+            lambda d: d["report"].update(streams={"rng": "abc"}),
+            lambda d: d["report"].update(streams={"rng": ["0x000000000000001f", "x", ""]}),
+            lambda d: d["report"].update(streams={"rng": ["00000000000000AB", "x", ""]}),
+            lambda d: d["report"].update(later={"rng": ["000000000000001f", "x"]}),
             lambda d: d["report"].update(streams={"rng": [1, "x"]}),
             lambda d: d["report"].update(streams={"rng": ["not hex", "x"]}),
             lambda d: d["report"].update(streams=[]),
@@ -113,7 +121,7 @@ class TestRequest:
         with pytest.raises(MalformedError, match="malformed report"):
             decode_request(request_body(damage), TOKEN)
 
-    @pytest.mark.parametrize("raw", [b"nope", b"[1]", b"\xff"])
+    @pytest.mark.parametrize("raw", [b"nope", b"[1]", b"\xff", b"[" * 100_000 + b"]" * 100_000])
     def test_non_objects_are_refused(self, raw: bytes) -> None:
         """A body that is not a JSON object is malformed."""
         with pytest.raises(MalformedError):
@@ -158,9 +166,13 @@ class TestRankValues:
 
     def test_a_notice_round_trips(self) -> None:
         """An inbox notice is a source and a fingerprint."""
-        assert ("rng", "00aa") == decode_notice(encode_notice("rng", "00aa"))
+        assert ("rng", "00000000000000aa") == decode_notice(
+            encode_notice("rng", "00000000000000aa")
+        )
 
-    @pytest.mark.parametrize("value", ['["rng"]', '["rng", 3]', "{}", b"\xff"])
+    @pytest.mark.parametrize(
+        "value", ['["rng"]', '["rng", 3]', "{}", b"\xff", '["rng", "xyz"]', "[" * 100_000]
+    )
     def test_a_malformed_notice_is_refused(self, value: str | bytes) -> None:
         """Anything but a pair of strings is malformed."""
         with pytest.raises(MalformedError):

@@ -143,15 +143,19 @@ class Watch:
         self._dataset = dataset
         self._first = first
 
-    def finish(self, *more: tuple[str, object], served: bool = True) -> None:
+    def finish(
+        self, *more: tuple[str, object], served: bool = True, strict_verdict: bool | None = None
+    ) -> None:
         """
         Look again (if an item was ``served``) and deliver both looks as one report.
 
         ``more`` are extra roots of the second look (an iterable's running iterator).
+        ``strict_verdict`` says whether a strict duplicate may raise; by default only
+        when an item was ``served`` (an item that failed raises the user's own
+        exception instead). An empty iterable passes ``True``: nothing else is raising.
 
         Raises:
-            DuplicateStreamError: In strict mode, when a stream repeats; only if
-                ``served``: an item that failed raises the user's own exception.
+            DuplicateStreamError: In strict mode, when a stream repeats (see above).
 
         """
         first, self._first = self._first, None
@@ -165,7 +169,7 @@ class Watch:
                 later = look_again(self._dataset, monitor.config.draws, first, *more)
             return report_of(first.streams, later)
 
-        if served:
+        if served if strict_verdict is None else strict_verdict:
             monitor.deliver_taken(take)
         else:
             with contextlib.suppress(DuplicateStreamError):

@@ -16,10 +16,10 @@ import os
 import threading
 import types
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import replace
 from multiprocessing.context import get_spawning_popen
-from typing import Any
+from typing import Any, SupportsIndex
 
 import wrapt
 from torch.utils.data import get_worker_info
@@ -105,7 +105,11 @@ class MonitoredDataset(wrapt.BaseObjectProxy):  # type: ignore[type-arg]
         return self.__reduce_ex__(2)
 
     def __copy__(self) -> MonitoredDataset:
-        return _restore(self.__wrapped__, self._self_monitor.config, self._self_monitor.channel())
+        import copy  # noqa: PLC0415 - only copies pay for it
+
+        # A shallow copy of the dataset, as copy.copy(raw) makes (a validation twin).
+        wrapped = copy.copy(self.__wrapped__)
+        return _restore(wrapped, self._self_monitor.config, self._self_monitor.channel())
 
     def __deepcopy__(self, memo: dict[int, Any]) -> MonitoredDataset:
         import copy  # noqa: PLC0415 - only deep copies pay for it
@@ -128,7 +132,14 @@ class _BatchedDataset(MonitoredDataset):
 
 
 def _settled_class(wrapped: object) -> type[MonitoredDataset]:
-    return MonitoredDataset if getattr(wrapped, "__getitems__", None) is None else _BatchedDataset
+    """Forward ``__getitems__`` once per batch where the DataLoader would call the dataset's."""
+    try:
+        # The DataLoader's own test: present and truthy. A __getattr__ that raises for it
+        # is a dataset without one (as for hasattr), never an error of seedwatch's.
+        batched = bool(getattr(wrapped, "__getitems__", None))
+    except Exception:  # noqa: BLE001 - the dataset's __getattr__, not ours
+        batched = False
+    return _BatchedDataset if batched else MonitoredDataset
 
 
 class _ArmedDataset(MonitoredDataset):
@@ -199,26 +210,66 @@ class _WatchedIterator(wrapt.BaseObjectProxy):  # type: ignore[type-arg]
             return next(self.__wrapped__)
         try:
             item = next(self.__wrapped__)
-        except BaseException:  # StopIteration included: an empty shard still reports
+        except StopIteration:
+            watch.finish(served=False, strict_verdict=True)  # an empty shard still reports
+            raise
+        except BaseException:
             watch.finish(served=False)
             raise
         watch.finish(("", self.__wrapped__))
         return item
 
+    def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
+        return self.__wrapped__.__reduce_ex__(protocol)  # the iterator itself, unwatched
 
-def _watched(iterator: Iterator[Any], watch: Watch) -> Iterator[Any]:
-    """Yield what ``iterator`` yields, finishing the watch right after the first item."""
+    def __copy__(self) -> Any:
+        import copy  # noqa: PLC0415 - only copies pay for it
+
+        return copy.copy(self.__wrapped__)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        import copy  # noqa: PLC0415 - only copies pay for it
+
+        return copy.deepcopy(self.__wrapped__, memo)
+
+
+def _watched(iterator: Generator[Any, Any, Any], watch: Watch) -> Generator[Any, Any, Any]:
+    """
+    Yield what the generator yields, finishing the watch right after its first item.
+
+    Behaves as ``yield from iterator`` would: values sent and exceptions thrown reach
+    the user's generator, and closing closes it. Only the first item is handed out
+    by hand; from the second on, ``yield from`` delegates at C speed.
+    """
     try:
-        first = next(iterator)
-    except StopIteration:  # an empty shard still reports what it was about to draw
-        watch.finish(served=False)
-        return
+        item = next(iterator)
+    except StopIteration as stop:
+        watch.finish(served=False, strict_verdict=True)  # an empty shard still reports
+        return stop.value
     except BaseException:
         watch.finish(served=False)
         raise
     watch.finish(("", iterator))
-    yield first
-    yield from iterator
+    while True:
+        try:
+            sent = yield item
+        except GeneratorExit:
+            iterator.close()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - handed to the user's generator
+            try:
+                item = iterator.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+            continue
+        if sent is None:
+            break
+        try:
+            item = iterator.send(sent)
+        except StopIteration as stop:
+            return stop.value
+    del item  # the first item is not kept alive for the epoch
+    return (yield from iterator)
 
 
 def wrap(dataset: object, monitor: Monitor) -> MonitoredDataset:

@@ -21,6 +21,7 @@ raises :class:`MalformedError` (a ``ValueError``) rather than return half of it.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -160,6 +161,8 @@ def decode_notice(value: object) -> tuple[str, str]:
     data = _json(value)
     if not (isinstance(data, list) and len(data) == 2 and all(isinstance(v, str) for v in data)):
         raise MalformedError("malformed notice")
+    if not _FINGERPRINT.fullmatch(data[1]):
+        raise MalformedError("malformed notice: not a fingerprint")
     return data[0], data[1]
 
 
@@ -182,10 +185,13 @@ def _plain_streams(streams: Mapping[str, Stream]) -> dict[str, list[str]]:
 def _streams(data: object) -> dict[str, Stream]:
     if not isinstance(data, dict):
         raise TypeError("streams must be a JSON object")
-    return {
-        _text(name): Stream(_fingerprint(fp), _text(origin), _text(place))
-        for name, (fp, origin, place) in data.items()
-    }
+    streams = {}
+    for name, value in data.items():
+        if not (isinstance(value, list) and len(value) == 3):
+            raise TypeError("a stream must be [fingerprint, origin, place]")
+        fp, origin, place = value
+        streams[_text(name)] = Stream(_fingerprint(fp), _text(origin), _text(place))
+    return streams
 
 
 def _report(data: object) -> Report:
@@ -205,13 +211,18 @@ def _report(data: object) -> Report:
 def _json(value: object) -> object:
     try:
         return json.loads(value)  # type: ignore[arg-type]
-    except (ValueError, TypeError) as exc:
-        raise MalformedError(f"not JSON: {exc}") from None
+    except (ValueError, TypeError, RecursionError, MemoryError) as exc:
+        # RecursionError: a hostile value nested 100,000 deep is malformed, not fatal.
+        raise MalformedError(f"not JSON: {type(exc).__name__}") from None
+
+
+_FINGERPRINT = re.compile("[0-9a-f]{16}")
 
 
 def _fingerprint(value: object) -> str:
     text = _text(value)
-    int(text, 16)  # ValueError when not hex
+    if not _FINGERPRINT.fullmatch(text):
+        raise ValueError("a fingerprint is 16 lowercase hex digits")
     return text
 
 
