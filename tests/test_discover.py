@@ -5,12 +5,14 @@ import importlib
 import random
 import sys
 import types
+import weakref
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+import wrapt
 from torch.utils.data import ConcatDataset, Subset
 
 from pipelines import HoldsGenerator, TransformedDataset
@@ -265,3 +267,72 @@ class TestReach:
         boxes = [Box(rng=random.Random(i)) for i in range(200)]
 
         assert len(paths(Box(items=boxes))) < 64
+
+
+shuffle_rng = np.random.default_rng(0)  # a module global named like an attribute below
+
+
+class OwnGeneratorNamedLikeAGlobal:
+    def __init__(self) -> None:
+        self.shuffle_rng = np.random.default_rng(1)
+
+    def __getitem__(self, index: int) -> float:
+        return float(self.shuffle_rng.random())
+
+
+class TestNoUserCode:
+    def test_class_dict_properties_metaclasses_and_lazy_proxies_are_not_run(self) -> None:
+        """__class__ and __dict__ properties, metaclass hooks and lazy factories never fire."""
+        calls: list[str] = []
+
+        class Meta(type):
+            def __getattribute__(cls, name: str) -> Any:
+                calls.append(f"meta {name}")
+                return super().__getattribute__(name)
+
+        class Sneaky(metaclass=Meta):
+            rng = random.Random(0)
+
+            @property  # type: ignore[misc]
+            def __class__(self) -> type:
+                calls.append("__class__")
+                return int
+
+            @property
+            def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
+                calls.append("__dict__")
+                return {}
+
+        def make() -> random.Random:
+            calls.append("factory")
+            return random.Random(1)
+
+        [found] = paths(Box(sneaky=Sneaky(), lazy=wrapt.LazyObjectProxy(make)))
+
+        assert found.endswith(".Sneaky.rng")
+        assert [] == calls
+
+    def test_attribute_names_are_not_read_as_globals(self) -> None:
+        """self.shuffle_rng in code does not pull in a module global named shuffle_rng."""
+        assert ["shuffle_rng"] == paths(OwnGeneratorNamedLikeAGlobal())
+
+    def test_a_walked_frame_keeps_no_local_alive(self) -> None:
+        """A local the running generator drops is freed, though the walk saw it."""
+
+        class Shard:
+            pass
+
+        def shards() -> Any:
+            shard = Shard()
+            rng = random.Random(0)
+            yield rng.random()
+            del shard
+            yield rng.random()
+
+        running = shards()
+        next(running)
+        seen = weakref.ref(running.gi_frame.f_locals["shard"])
+        find_generators(Box(), ("", running))
+        next(running)
+
+        assert seen() is None

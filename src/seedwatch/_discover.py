@@ -26,6 +26,7 @@ which are watched anyway.
 
 from __future__ import annotations
 
+import dis
 import functools
 import gc
 import itertools
@@ -57,8 +58,17 @@ FETCHING_METHODS = frozenset(
     {"__getitem__", "__getitems__", "__iter__", "__next__", "__call__", "forward"}
 )
 
+_GLOBAL_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
+
 #: wrapt's C-level ``__wrapped__`` slot: reading it runs no code of the proxy's class.
 _WRAPPED = wrapt.BaseObjectProxy.__dict__["__wrapped__"]
+#: A lazy proxy creates its object (imports a module) when unwrapped: left alone.
+_LAZY = wrapt.LazyObjectProxy
+#: ``type``'s own descriptors: reading a class through them runs no metaclass code.
+_MRO = type.__dict__["__mro__"]
+_CLASS_DICT = type.__dict__["__dict__"]
+_QUALNAME = type.__dict__["__qualname__"]
+_PARTIAL_FIELDS = tuple(functools.partial.__dict__[name] for name in ("func", "args", "keywords"))
 
 _OPAQUE: tuple[type, ...] = (
     str,
@@ -111,6 +121,18 @@ def _is_opaque(kind: type) -> bool:
     return opaque
 
 
+_LEFT_ALONE = object()
+
+
+def _unwrapped(obj: object) -> object:
+    """See through wrapt proxies (a monitored dataset in another); leave lazy ones alone."""
+    while issubclass(type(obj), wrapt.BaseObjectProxy):
+        if issubclass(type(obj), _LAZY):
+            return _LEFT_ALONE
+        obj = _WRAPPED.__get__(obj, type(obj))
+    return obj
+
+
 def find_generators(
     root: object, *more: tuple[str, object], known: Iterable[object] = ()
 ) -> list[Found]:
@@ -137,8 +159,9 @@ def find_generators(
         if visited % 64 == 63 and time.perf_counter() > deadline:
             break
         path, obj, depth, hops, place = queue.popleft()
-        while issubclass(type(obj), wrapt.BaseObjectProxy):
-            obj = _WRAPPED.__get__(obj, type(obj))
+        obj = _unwrapped(obj)
+        if obj is _LEFT_ALONE:
+            continue
         if id(obj) in seen:
             continue
         seen.add(id(obj))
@@ -158,13 +181,14 @@ def find_generators(
 
 def _children(path: str, obj: object, hops: int, seen: set[int]) -> Iterator[_Child]:
     """Yield ``(path, child, hops)`` for what ``obj`` holds or, for code, names."""
-    reader = _READERS.get(type(obj))
+    kind = type(obj)  # never obj.__class__, which a class may compute
+    reader = _READERS.get(kind)
     if reader is not None:
         yield from reader(path, obj, hops)
-    elif isinstance(obj, (list, tuple, dict)):
-        yield from _items(path, obj, hops)
-    elif isinstance(obj, type):
-        yield from _class_children(obj, set(), hops, seen)
+    elif issubclass(kind, (list, tuple, dict)):
+        yield from _items(path, obj, hops)  # type: ignore[arg-type]
+    elif issubclass(kind, type):
+        yield from _class_children(obj, set(), hops, seen)  # type: ignore[arg-type]
     else:
         yield from _object_children(path, obj, hops, seen)
 
@@ -172,23 +196,25 @@ def _children(path: str, obj: object, hops: int, seen: set[int]) -> Iterator[_Ch
 def _items(
     path: str, container: list[Any] | tuple[Any, ...] | dict[Any, Any], hops: int
 ) -> Iterator[_Child]:
-    values = container.values() if isinstance(container, dict) else container
+    is_dict = issubclass(type(container), dict)
+    values = dict.values(container) if is_dict else container  # type: ignore[arg-type]
     # Samples are mostly numbers, strings and arrays: one pass over their types at C speed
     # tells whether anything here is worth naming and walking.
     kinds = set(map(type, itertools.islice(values, MAX_ITEMS_PER_CONTAINER)))
     if all(_is_opaque(kind) for kind in kinds):
         return
-    pairs = container.items() if isinstance(container, dict) else enumerate(container)
+    pairs = dict.items(container) if is_dict else enumerate(container)  # type: ignore[arg-type]
     for key, value in itertools.islice(pairs, MAX_ITEMS_PER_CONTAINER):
         if not _is_opaque(type(value)):
             yield f"{path}[{key!r}]", value, hops, None
 
 
 def _object_children(path: str, obj: object, hops: int, seen: set[int]) -> Iterator[_Child]:
-    if isinstance(obj, functools.partial):
-        yield f"{_dot(path)}func", obj.func, hops, None
-        yield f"{_dot(path)}args", obj.args, hops, None
-        yield f"{_dot(path)}keywords", obj.keywords, hops, None
+    if issubclass(type(obj), functools.partial):
+        func, args, keywords = (field.__get__(obj) for field in _PARTIAL_FIELDS)
+        yield f"{_dot(path)}func", func, hops, None
+        yield f"{_dot(path)}args", args, hops, None
+        yield f"{_dot(path)}keywords", keywords, hops, None
     attributes = _attributes(obj)
     for count, (name, value) in enumerate(attributes.items()):
         if count >= MAX_ITEMS_PER_CONTAINER:
@@ -231,11 +257,12 @@ def _function_children(path: str, function: types.FunctionType, hops: int) -> It
         return
     namespace = function.__globals__
     module = _module_name(namespace.get("__name__"))
-    for name in _names(code):
+    for name in _global_names(code):
         value = namespace.get(name)
-        if value is None or isinstance(value, types.ModuleType):
+        kind = type(value)
+        if value is None or issubclass(kind, types.ModuleType):
             continue
-        if is_generator(value) or isinstance(value, (types.FunctionType, type)) or _is_plain(value):
+        if is_generator(value) or issubclass(kind, (types.FunctionType, type)) or _is_plain(value):
             yield f"{module}.{name}", value, hops + 1, "global"
 
 
@@ -248,7 +275,12 @@ def _frame_children(
         return
     # Named by the generator function alone: which object holds the iterator says little.
     where = f"{_short(generator.__qualname__)}()"
-    named = frame.f_locals
+    snapshot = frame.f_locals
+    named = dict(snapshot)
+    if sys.version_info < (3, 13):
+        # Before 3.13 f_locals is a dict stored on the frame: emptied, it keeps no
+        # local alive (a decoded shard) past its time. From 3.13 it is a live view.
+        snapshot.clear()
     for name, value in named.items():
         yield f"{where}.{name}", value, hops, "frame"
     delegate = generator.gi_yieldfrom
@@ -265,14 +297,14 @@ def _frame_children(
 def _class_children(klass: type, shadowed: set[str], hops: int, seen: set[int]) -> Iterator[_Child]:
     """Yield generators stored on a class or its bases, and its fetching methods' code."""
     methods: dict[str, Any] = {}
-    for base in klass.__mro__:
+    for base in _MRO.__get__(klass):
         if not _is_read(base):
             continue
-        for name, value in base.__dict__.items():
+        for name, value in _CLASS_DICT.__get__(base).items():
             if is_generator(value):
                 if name not in shadowed:
-                    yield f"{base.__qualname__}.{name}", value, hops, "class"
-            elif isinstance(value, (types.FunctionType, staticmethod, classmethod)):
+                    yield f"{_short(_QUALNAME.__get__(base))}.{name}", value, hops, "class"
+            elif type(value) in (types.FunctionType, staticmethod, classmethod):
                 methods.setdefault(name, getattr(value, "__func__", value))
     if hops < MAX_CODE_HOPS and id(klass) not in seen:
         seen.add(id(klass))
@@ -305,20 +337,40 @@ def _cell_contents(cell: types.CellType) -> object:
         return _EMPTY
 
 
+def _instance_dict(obj: object, mro: tuple[type, ...]) -> dict[str, Any] | None:
+    """
+    Return ``obj.__dict__`` through the C descriptor that holds it, or ``None``.
+
+    The first ``__dict__`` along the class hierarchy decides: if it is a Python
+    property (or any other descriptor written in Python) it is not called.
+    """
+    for klass in mro:
+        holder = _CLASS_DICT.__get__(klass).get("__dict__")
+        if holder is None:
+            continue
+        if type(holder) not in (types.GetSetDescriptorType, types.MemberDescriptorType):
+            return None
+        try:
+            found = holder.__get__(obj, type(obj))
+        except (AttributeError, TypeError):
+            return None
+        return found if type(found) is dict else None
+    return None
+
+
 def _attributes(obj: object) -> dict[str, Any]:
     """Read ``obj``'s instance dict and slots without calling its code."""
     attributes: dict[str, Any] = {}
-    try:
-        instance_dict = object.__getattribute__(obj, "__dict__")
-    except (AttributeError, TypeError):
-        instance_dict = None
-    if isinstance(instance_dict, dict):
-        attributes.update((k, v) for k, v in instance_dict.items() if isinstance(k, str))
-    for klass in type(obj).__mro__:
-        slots = klass.__dict__.get("__slots__", ())
-        for name in (slots,) if isinstance(slots, str) else slots:
-            descriptor = klass.__dict__.get(name)
-            if isinstance(descriptor, types.MemberDescriptorType) and name not in attributes:
+    mro = _MRO.__get__(type(obj))
+    instance_dict = _instance_dict(obj, mro)
+    if instance_dict is not None:
+        attributes.update((k, v) for k, v in instance_dict.items() if type(k) is str)
+    for klass in mro:
+        namespace = _CLASS_DICT.__get__(klass)
+        slots = namespace.get("__slots__", ())
+        for name in (slots,) if type(slots) is str else slots:
+            descriptor = namespace.get(name)
+            if type(descriptor) is types.MemberDescriptorType and name not in attributes:
                 try:
                     attributes[name] = descriptor.__get__(obj, klass)
                 except AttributeError:  # an unset slot
@@ -336,10 +388,29 @@ def _names(code: types.CodeType) -> tuple[str, ...]:
     return tuple(names)
 
 
+@functools.lru_cache(maxsize=4096)
+def _global_names(code: types.CodeType) -> tuple[str, ...]:
+    """
+    Return the names ``code`` reads as globals, nested code included.
+
+    Not ``co_names``, which also holds attribute names: ``self.rng`` must not
+    pull in a module global that happens to be called ``rng``.
+    """
+    names = dict.fromkeys(
+        str(instruction.argval)
+        for instruction in dis.get_instructions(code)
+        if instruction.opname in _GLOBAL_LOADS
+    )
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            names.update(dict.fromkeys(_global_names(constant)))
+    return tuple(names)
+
+
 def _is_read(owner: object) -> bool:
     """Whether a function's or class's code belongs to the pipeline, not torch, numpy or stdlib."""
-    if isinstance(owner, type):
-        module = owner.__dict__.get("__module__")  # the class's own, no metaclass code
+    if issubclass(type(owner), type):
+        module = _CLASS_DICT.__get__(owner).get("__module__")  # no metaclass code runs
     else:
         module = getattr(owner, "__module__", None)  # a plain attribute of functions
     return isinstance(module, str) and not _is_library(module.partition(".")[0])
@@ -369,7 +440,8 @@ def _is_library(package: str) -> bool:
 
 def _is_plain(value: object) -> bool:
     """Whether a module global is an object worth walking (a transform, a container)."""
-    return _is_read(type(value)) or isinstance(value, (list, tuple, dict, functools.partial))
+    kind = type(value)
+    return _is_read(kind) or issubclass(kind, (list, tuple, dict, functools.partial))
 
 
 def _module_name(name: object) -> str:
