@@ -185,7 +185,7 @@ class ShardOrderDataset(Dataset[torch.Tensor]):
         return torch.tensor([index, *global_draws()])
 
 
-class EveryGenerator(Dataset[torch.Tensor]):
+class EveryGenerator(TransformedDataset):
     """
     Every generator kind a dataset can hold, at the top level and nested, in one dataset.
 
@@ -196,24 +196,16 @@ class EveryGenerator(Dataset[torch.Tensor]):
     """
 
     def __init__(self, size: int = 8) -> None:
+        super().__init__(size)
         self.numpy_generator = np.random.default_rng(0)
         self.bit_generator = np.random.PCG64(1)
         self.random_state = np.random.RandomState(2)
-        self.python_random = random.Random(3)
+        self.python_random = random.Random(6)
         self.torch_generator = torch.Generator().manual_seed(4)
-        self.transform = RandomFlip()
-        self.transforms: list[Callable[[int], int]] = [abs, SlottedJitter()]
-        self.augs = {"noise": random.Random(5)}
         self.shard_order = torch.Generator().manual_seed(1234)
-        self.size = size
-
-    def __len__(self) -> int:
-        return self.size
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        value = self.transform(index + 1)
-        for transform in self.transforms:
-            value = transform(value)
+        transformed = super().__getitem__(index)  # transform, transforms, augs['noise']
         own = (
             self.numpy_generator,
             self.bit_generator,
@@ -221,9 +213,7 @@ class EveryGenerator(Dataset[torch.Tensor]):
             self.python_random,
             self.torch_generator,
         )
-        return torch.tensor(
-            [index, value, self.augs["noise"].getrandbits(20), *map(draw, own), *global_draws()]
-        )
+        return torch.cat([transformed, torch.tensor([*map(draw, own), *global_draws()])])
 
 
 class FailingDataset(Dataset[int]):
