@@ -6,7 +6,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import pytest
+import torch
 from structlog.testing import capture_logs
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, IterableDataset, Subset
 
@@ -26,7 +28,7 @@ from seedwatch import (
     monitor,
     register_source,
 )
-from seedwatch.testing import isolated_sources
+from seedwatch.testing import isolated_sources, strict_mode
 
 
 class TestProxy:
@@ -86,10 +88,10 @@ class TestProxy:
         assert [t.tolist() for t in StreamDataset(size=4)] == [t.tolist() for t in monitored]
 
     def test_monitoring_twice_returns_the_same_proxy(self) -> None:
-        """A monitored dataset is returned unchanged."""
+        """A monitored dataset, monitored again without options, is returned unchanged."""
         monitored = monitor(HoldsGenerator())
 
-        assert monitor(monitored, strict=True) is monitored
+        assert monitor(monitored) is monitored
 
     def test_works_inside_subset_and_concat(self) -> None:
         """Through Subset and ConcatDataset, a monitored dataset yields the raw one's items."""
@@ -354,3 +356,54 @@ class TestOddDatasets:
         validation.size = 2
 
         assert (4, 2) == (len(train), len(validation))
+
+
+class TestClearErrors:
+    @pytest.mark.parametrize(
+        "value",
+        ["images/", b"bytes", {"a": 1}, (i for i in range(3)), torch.zeros(3), np.zeros(3)],
+        ids=["str", "bytes", "dict", "generator", "tensor", "ndarray"],
+    )
+    def test_data_is_not_a_dataset(self, value: object) -> None:
+        """Indexable data (a string, a dict, a tensor, an array, a generator) is refused by type."""
+        with pytest.raises(TypeError, match=f"expects a dataset.*got {type(value).__qualname__}"):
+            monitor(value)
+
+    def test_options_for_an_already_monitored_dataset_are_refused(self) -> None:
+        """Monitoring again with new options would ignore them: a ValueError naming each."""
+        monitored = monitor(HoldsGenerator())
+
+        with pytest.raises(ValueError, match=r"ignore strict=True, draws=-1"):
+            monitor(monitored, strict=True, draws=-1)
+        assert monitor(monitored) is monitored
+
+    @pytest.mark.parametrize("names", [None, 5])
+    def test_expect_shared_must_be_a_collection(self, names: object) -> None:
+        """expect_shared=None or 5 is a TypeError that names the parameter."""
+        with pytest.raises(TypeError, match="expect_shared must be a collection"):
+            monitor(HoldsGenerator(), expect_shared=names)  # type: ignore[arg-type]
+
+    def test_draws_accepts_numpy_integers(self) -> None:
+        """np.int64(32) is an integer like any other."""
+        assert 4 == len(monitor(HoldsGenerator(size=4), draws=np.int64(32)))  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize(
+        ("options", "parameter"),
+        [({"store": object()}, "store"), ({"rank": "0"}, "rank"), ({"namespace": 5}, "namespace")],
+    )
+    def test_distributed_names_the_bad_parameter(
+        self, options: dict[str, Any], parameter: str
+    ) -> None:
+        """Distributed(store=object(), rank='0', namespace=5) each fail naming the parameter."""
+        with pytest.raises(TypeError, match=rf"Distributed\({parameter}="):
+            seedwatch.Distributed(**options)
+
+    def test_strict_mode_takes_a_bool(self) -> None:
+        """strict_mode('yes') is a TypeError, not strictness."""
+        with pytest.raises(TypeError, match="True or False"), strict_mode("yes"):  # type: ignore[arg-type]
+            pass
+
+    def test_unregister_source_takes_a_name(self) -> None:
+        """unregister_source(['a']) is a TypeError naming what it takes."""
+        with pytest.raises(TypeError, match="a source name"):
+            seedwatch.unregister_source(["a"])  # type: ignore[arg-type]

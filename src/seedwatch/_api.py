@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import types
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
 from seedwatch._collector import collector_for
@@ -52,6 +55,13 @@ def monitor(
 
     """
     if isinstance_monitored(dataset):
+        given = _options_given(strict, draws, expect_shared, distributed)
+        if given:
+            raise ValueError(
+                f"{type(dataset).__qualname__} is already monitored, with the options it was "
+                f"monitored with; monitor() would ignore {', '.join(given)}. Monitor the raw "
+                "dataset (or loader) once, with the options you want"
+            )
         return dataset
     if isinstance(dataset, DataLoader):
         monitored = monitor(
@@ -62,7 +72,7 @@ def monitor(
             distributed=distributed,
         )
         return MonitoredLoader(dataset, monitored)
-    if not is_dataset(dataset):
+    if isinstance(dataset, _NOT_DATASETS) or not is_dataset(dataset):
         raise TypeError(
             "seedwatch.monitor() expects a dataset (an object with __getitem__ or __iter__), "
             f"got {type(dataset).__qualname__}"
@@ -93,6 +103,24 @@ def findings(monitored: Any) -> list[Finding]:
             f"got {type(monitored).__qualname__}"
         )
     return monitor.findings()
+
+
+#: Indexable and iterable, but data rather than a dataset: monitoring them is a mistake.
+_NOT_DATASETS = (str, bytes, bytearray, dict, types.GeneratorType, torch.Tensor, np.ndarray)
+
+
+def _options_given(
+    strict: object, draws: object, expect_shared: Iterable[object], distributed: object
+) -> list[str]:
+    """Name the options that differ from monitor()'s defaults."""
+    given = [f"strict={strict!r}"] if strict is not None else []
+    if draws != DEFAULT_DRAWS:
+        given.append(f"draws={draws!r}")
+    if isinstance(expect_shared, str) or tuple(expect_shared or ()):
+        given.append(f"expect_shared={expect_shared!r}")
+    if distributed is not None:
+        given.append(f"distributed={distributed!r}")
+    return given
 
 
 def is_dataset(obj: object) -> bool:

@@ -90,6 +90,10 @@ def _validated_draws(draws: object) -> int:
 
 
 def _validated_names(expect_shared: Iterable[object]) -> frozenset[str]:
+    if expect_shared is None or not isinstance(expect_shared, Iterable):
+        raise TypeError(
+            f"expect_shared must be a collection of source names, got {expect_shared!r}"
+        )
     if isinstance(expect_shared, str):
         raise TypeError(
             f"expect_shared must be a collection of source names, not one string; "

@@ -22,6 +22,7 @@ to working as on one machine when the store fails.
 
 from __future__ import annotations
 
+import numbers
 import os
 import threading
 import time
@@ -50,6 +51,10 @@ SLOTS = 8
 HOLE_PATIENCE_S = 10.0
 
 
+#: What seedwatch calls on a store.
+_STORE_METHODS = ("add", "set", "get", "check", "multi_get")
+
+
 @dataclass(frozen=True)
 class Distributed:
     """
@@ -69,6 +74,22 @@ class Distributed:
     store: Any = None
     rank: int | None = None
     namespace: str | None = None
+
+    def __post_init__(self) -> None:
+        missing = [m for m in _STORE_METHODS if not callable(getattr(self.store, m, None))]
+        if self.store is not None and missing:
+            raise TypeError(
+                "Distributed(store=...) takes a torch.distributed.Store (TCPStore, FileStore, "
+                f"...), got {type(self.store).__qualname__} without {', '.join(missing)}"
+            )
+        if self.rank is not None and (
+            isinstance(self.rank, bool) or not isinstance(self.rank, numbers.Integral)
+        ):
+            raise TypeError(f"Distributed(rank=...) takes an int or None, got {self.rank!r}")
+        if self.namespace is not None and not isinstance(self.namespace, str):
+            raise TypeError(
+                f"Distributed(namespace=...) takes a string or None, got {self.namespace!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,8 @@ def register_source(
 
 def unregister_source(name: str) -> None:
     """Forget a source registered with :func:`register_source` (no error if unknown)."""
+    if not isinstance(name, str):
+        raise TypeError(f"unregister_source(name) takes a source name (a string), got {name!r}")
     with _lock:
         _registered.pop(name, None)
 

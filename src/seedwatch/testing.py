@@ -39,6 +39,8 @@ def assert_no_findings(monitored: Any) -> None:
 @contextmanager
 def strict_mode(enabled: bool = True) -> Iterator[None]:
     """Make monitors created with ``strict=None`` strict (or not) inside the block."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"strict_mode(enabled) takes True or False, got {enabled!r}")
     previous = set_strict_default(enabled)
     try:
         yield
