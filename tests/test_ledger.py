@@ -159,3 +159,35 @@ def test_the_judge_loads_without_torch() -> None:
     )
 
     assert "[]" == result.stdout.strip()
+
+
+def later(generation: str, worker: int, **fingerprints: str) -> Report:
+    """A report whose streams were all seen after the first item."""
+    first = report(generation, worker, numpy=f"{generation}-{worker}")
+    streams = {
+        name: Stream(fp(value), "global, reseeded in a fetch")
+        for name, value in fingerprints.items()
+    }
+    return Report(first.generation, worker, first.pid, None, first.streams, later=streams)
+
+
+class TestLaterStreams:
+    def test_a_repeat_seen_only_after_the_first_item_is_a_finding(self) -> None:
+        """Distinct before, equal after the first item: a global reseeded inside a fetch."""
+        ledger = StreamLedger()
+        ledger.record(later("g0", 0, numpy="same"))
+        ledger.record(later("g0", 1, numpy="same"))
+
+        [finding] = ledger.findings()
+        assert ("numpy", "workers") == (finding.source, finding.kind)
+        assert "restarts at the same point" in finding.hint
+
+    def test_a_repeat_the_first_look_explains_is_not_reported_twice(self) -> None:
+        """Equal before and after the first item (a constant worker_init_fn seed): one finding."""
+        ledger = StreamLedger()
+        for worker in (0, 1):
+            first = report("g0", worker, numpy="const")
+            streams = {"numpy": Stream(fp("after"), "global, reseeded in a fetch")}
+            ledger.record(Report("g0", worker, first.pid, None, first.streams, later=streams))
+
+        assert [("numpy", "workers")] == [(f.source, f.kind) for f in ledger.findings()]
