@@ -378,14 +378,18 @@ def _attributes(obj: object) -> dict[str, Any]:
     return attributes
 
 
+def _codes(code: types.CodeType) -> Iterator[types.CodeType]:
+    """Yield ``code`` and the code nested in it (functions, lambdas, comprehensions)."""
+    yield code
+    for constant in code.co_consts:
+        if type(constant) is types.CodeType:
+            yield from _codes(constant)
+
+
 @functools.lru_cache(maxsize=4096)
 def _names(code: types.CodeType) -> tuple[str, ...]:
     """Return every global or attribute name ``code`` uses, nested code included."""
-    names = dict.fromkeys(code.co_names)
-    for constant in code.co_consts:
-        if isinstance(constant, types.CodeType):
-            names.update(dict.fromkeys(_names(constant)))
-    return tuple(names)
+    return tuple(dict.fromkeys(name for part in _codes(code) for name in part.co_names))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -396,15 +400,14 @@ def _global_names(code: types.CodeType) -> tuple[str, ...]:
     Not ``co_names``, which also holds attribute names: ``self.rng`` must not
     pull in a module global that happens to be called ``rng``.
     """
-    names = dict.fromkeys(
-        str(instruction.argval)
-        for instruction in dis.get_instructions(code)
-        if instruction.opname in _GLOBAL_LOADS
+    return tuple(
+        dict.fromkeys(
+            str(instruction.argval)
+            for part in _codes(code)
+            for instruction in dis.get_instructions(part)
+            if instruction.opname in _GLOBAL_LOADS
+        )
     )
-    for constant in code.co_consts:
-        if isinstance(constant, types.CodeType):
-            names.update(dict.fromkeys(_global_names(constant)))
-    return tuple(names)
 
 
 def _is_read(owner: object) -> bool:
