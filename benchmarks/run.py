@@ -43,7 +43,7 @@ import seedwatch
 from seedwatch._collector import Collector
 from seedwatch._discover import find_generators
 from seedwatch._finding import Member
-from seedwatch._probe import look, look_again, take_report
+from seedwatch._probe import look, look_after, take_report
 from seedwatch._ranks import RankLink
 from seedwatch._report import Report, Stream
 from seedwatch._transport import send
@@ -220,7 +220,7 @@ def first_fetch(quick: bool) -> Row:
         "fingerprint_globals_us": micros(lambda: take_report(Trivial(1), 16)),
         "fingerprint_us": micros(lambda: take_report(many, 16)),
         # The second look, right after the first item: globals again, plus new generators.
-        "second_look_us": micros(lambda: look_again(many, 16, first)),
+        "second_look_us": micros(lambda: look_after(many, 16, first)),
         # The walk alone over a pipeline with a generator in every kind of place.
         "walk_us": micros(lambda: find_generators(every_place)),
         "walk_generators": len(find_generators(every_place)),

@@ -13,13 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import albumentations as A  # noqa: N812 - as its documentation writes it
 import datasets
 import monai
 import numpy as np
 import torch
 import webdataset as wds
 from monai.transforms import Compose, RandGaussianNoise, RandGaussianNoised
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 IMAGES = [{"img": np.full((1, 4, 4), i, dtype=np.float32)} for i in range(16)]
 
@@ -107,3 +108,85 @@ def webdataset_sample_shuffle(urls: list[str]) -> wds.DataPipeline:
     return wds.DataPipeline(
         wds.SimpleShardList(urls), wds.split_by_worker, wds.tarfile_to_samples(), wds.shuffle(8)
     )
+
+
+PICTURE = np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3)
+
+
+def compose(seed: int | None = None) -> A.Compose:
+    """A typical albumentations 2.x augmentation: nine transforms in one Compose."""
+    return A.Compose(
+        [
+            A.HorizontalFlip(p=0.5),
+            A.VerticalFlip(p=0.5),
+            A.RandomBrightnessContrast(p=1.0),
+            A.GaussNoise(p=1.0),
+            A.RandomRotate90(p=1.0),
+            A.Transpose(p=0.5),
+            A.Blur(p=0.5),
+            A.ToGray(p=0.5),
+            A.Affine(p=0.5),
+        ],
+        seed=seed,
+    )
+
+
+class Augmented(Dataset[Any]):
+    """Pictures through an albumentations Compose built in __init__, as its docs show."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.augment = compose(seed)
+
+    def __len__(self) -> int:
+        return 16
+
+    def __getitem__(self, index: int) -> Any:
+        return self.augment(image=PICTURE)["image"]
+
+
+def reseed_compose(worker_id: int) -> None:
+    """The hint applied: each worker reseeds the Compose from its own seed."""
+    info = get_worker_info()
+    assert info is not None
+    info.dataset.augment.set_random_seed(info.seed % 2**32)  # type: ignore[attr-defined]
+
+
+def reseed_monai(worker_id: int) -> None:
+    """The hint applied to MonaiArrays: each worker gives the transform its own state."""
+    info = get_worker_info()
+    assert info is not None
+    info.dataset.noise.set_random_state(seed=info.seed % 2**32)  # type: ignore[attr-defined]
+
+
+class NoisyRows(Dataset[Any]):
+    """Rows with noise from the torch global, which PyTorch reseeds per worker (and epoch)."""
+
+    def __len__(self) -> int:
+        return 32
+
+    def __getitem__(self, index: int) -> Any:
+        return torch.tensor([float(index)]) + torch.rand(1)
+
+
+class NoisyRowsPerSample(Dataset[Any]):
+    """The resume hint applied: noise from (the worker's seed, the index), not a stream."""
+
+    def __len__(self) -> int:
+        return 32
+
+    def __getitem__(self, index: int) -> Any:
+        rng = np.random.default_rng((torch.initial_seed(), index))
+        return torch.tensor([float(index) + rng.random()])
+
+
+def _rows(shards: list[int]) -> Any:
+    for shard in shards:
+        for item in range(8):
+            yield {"x": float(shard * 100 + item)}
+
+
+def shuffled_iterable() -> datasets.IterableDataset:
+    """A Hugging Face IterableDataset of four shards with a buffer shuffle, as the docs show."""
+    return datasets.IterableDataset.from_generator(
+        _rows, gen_kwargs={"shards": [0, 1, 2, 3]}
+    ).shuffle(seed=0, buffer_size=8)

@@ -82,6 +82,13 @@ class HoldsGenerator(Dataset[torch.Tensor]):
         return torch.tensor([index, draw(self.rng)])
 
 
+class HoldsGeneratorDrawsNumpy(HoldsGenerator):
+    """HoldsGenerator that also draws from np.random, the global PyTorch reseeds per worker."""
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.tensor([index, draw(self.rng), np.random.randint(1 << 30)])
+
+
 class RandomFlip:
     """A transform owning its RandomState (bug pattern 2)."""
 
@@ -157,6 +164,14 @@ class StreamDataset(IterableDataset[torch.Tensor]):
             yield torch.tensor([index, int(self.rng.integers(1 << 30))])
 
 
+class StreamDrawsNumpy(StreamDataset):
+    """StreamDataset that also draws from np.random, the global PyTorch reseeds per worker."""
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for row in super().__iter__():
+            yield torch.cat([row, torch.tensor([np.random.randint(1 << 30)])])
+
+
 class CleanStreamDataset(IterableDataset[torch.Tensor]):
     """The fix for pattern 8: the generator is built per worker inside ``__iter__``."""
 
@@ -182,7 +197,8 @@ class ShardOrderDataset(Dataset[torch.Tensor]):
         return self.size
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return torch.tensor([index, *global_draws()])
+        shard = int(torch.randint(4, (1,), generator=self.shard_order))
+        return torch.tensor([index, shard, *global_draws()])
 
 
 class EveryGenerator(TransformedDataset):

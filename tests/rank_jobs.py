@@ -62,8 +62,8 @@ def run_rank(rank: int, world: int, port: int, out: str, scenario: str) -> None:
         "raised": raised,
         "findings": [
             {
-                "source": f.source,
-                "kind": f.kind,
+                "sources": list(f.sources),
+                "kinds": list(f.kinds),
                 "ranks": sorted({m.rank for m in f.members if m.rank is not None}),
             }
             for f in found

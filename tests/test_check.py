@@ -33,16 +33,50 @@ class TestReport:
         assert 1 == status
         lines = out.splitlines()
         assert ["SOURCE", "KIND", "WHO", "FINGERPRINT"] == lines[0].split()
-        assert lines[1].startswith("rng     epochs   gen 0-1 x worker 0-1 (4 processes)")
+        assert lines[1].startswith("rng     workers+epochs  gen 0-1 x worker 0-1 (4 processes)")
         assert lines[2].startswith("  fix: 'rng' (np.random.Generator(PCG64))")
-        assert "2 finding(s) in 1 source(s)" == lines[-1]
+        assert "1 finding in 1 source" == lines[-1]
         assert "epoch 2/2: 2 batches" in err
+        assert "checked 4 processes: 2 epochs, up to 2 workers per epoch" in err
 
     def test_a_clean_pipeline_exits_0(self, capsys: pytest.CaptureFixture[str]) -> None:
-        """A clean pipeline says so and exits 0."""
-        status, out, _ = check(capsys, "pipelines:GlobalsDataset", "--workers", "3")
+        """A clean pipeline says so, with what was checked, and exits 0."""
+        status, out, err = check(capsys, "pipelines:GlobalsDataset", "--workers", "3")
 
         assert (0, "clean: no duplicate streams\n") == (status, out)
+        assert "checked 4 processes: 2 epochs, up to 2 workers per epoch" in err  # 2 batches
+
+    def test_one_worker_fetching_everything_is_inconclusive(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """16 items in one batch of 16: one worker fetched, so 'clean' would be a guess: exit 3."""
+        status, out, _ = check(capsys, "pipelines:GlobalsDataset", "--batch-size", "16")
+
+        assert 3 == status
+        assert [
+            "inconclusive: no duplicate streams, but not every repeat could have shown:",
+            (
+                "  - 1 of 2 workers fetched in an epoch: give the check more items or a smaller "
+                "--batch-size"
+            ),
+        ] == out.splitlines()
+
+    def test_one_epoch_is_inconclusive(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """A single epoch cannot show an epoch repeat: exit 3, and how to make it conclusive."""
+        status, out, _ = check(capsys, "pipelines:GlobalsDataset", "--epochs", "1")
+
+        assert 3 == status
+        assert "  - 1 epoch ran: use --epochs 2 or more" == out.splitlines()[-1]
+
+    def test_persistent_workers_need_no_second_epoch(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Persistent workers continue their streams: one epoch checks what can repeat."""
+        status, _, _ = check(
+            capsys, "pipelines:GlobalsDataset", "--epochs", "1", "--persistent-workers"
+        )
+
+        assert 0 == status
 
     def test_json_prints_one_object_per_finding(self, capsys: pytest.CaptureFixture[str]) -> None:
         """--json is one parseable finding per stdout line; the summary goes to stderr."""
@@ -51,13 +85,11 @@ class TestReport:
 
         status, out, err = check(capsys, "pipelines:TransformedDataset", "--json", "--epochs", "1")
 
-        rows = [json.loads(line) for line in out.splitlines()]
+        [row] = [json.loads(line) for line in out.splitlines()]
         assert 1 == status
-        assert ["augs['noise']", "transform.state", "transforms[1].g"] == [
-            r["source"] for r in rows
-        ]
-        assert {"source", "kind", "members", "fingerprint", "hint"} == set(rows[0])
-        assert "3 finding(s) in 3 source(s)" in err
+        assert ["augs['noise']", "transform.state", "transforms[1].g"] == row["sources"]
+        assert {"source", "sources", "kind", "kinds", "members", "fingerprint", "hint"} <= set(row)
+        assert "1 finding in 3 sources" in err
 
     def test_expect_shared_and_draws_are_passed_on(
         self, capsys: pytest.CaptureFixture[str]
@@ -92,7 +124,7 @@ class TestReport:
         lines = out.splitlines()
         assert 1 == status
         assert ["torch", "epochs", "gen", "0-1", "x", "main"] == lines[1].split()[:6]
-        assert "1 finding(s) in 1 source(s)" == lines[-1]
+        assert "1 finding in 1 source" == lines[-1]
         assert "0 workers, 2 epochs, batch size 4, in the main process" in err
 
     def test_persistent_workers_are_one_generation(

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 
 from seedwatch._finding import Member
 from seedwatch._ledger import StreamLedger
-from seedwatch._report import Report, Stream
+from seedwatch._report import MAX_OVERLAP, OVERLAP_SPAN, Report, Stream
 
 
 def fp(name: str) -> str:
@@ -52,18 +53,17 @@ class TestStreamLedger:
 
         assert ["epochs"] == [finding.kind for finding in ledger.findings()]
 
-    def test_k_equal_streams_are_one_finding_per_kind(self) -> None:
-        """Four workers times three epochs of one stream: two findings, twelve members."""
+    def test_k_equal_streams_are_one_finding_with_every_kind(self) -> None:
+        """Four workers times three epochs of one stream: one finding, both kinds, 12 members."""
         ledger = StreamLedger()
         for generation in ("g0", "g1", "g2"):
             for worker in range(4):
                 ledger.record(report(generation, worker, rng="same"))
 
-        found = ledger.findings()
+        [finding] = ledger.findings()
 
-        assert ["epochs", "workers"] == [finding.kind for finding in found]
-        assert [12, 12] == [len(finding.members) for finding in found]
-        assert [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2] == [m.generation for m in found[0].members]
+        assert ("workers", "epochs") == finding.kinds
+        assert [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2] == [m.generation for m in finding.members]
 
     def test_new_findings_are_announced_once(self) -> None:
         """A finding is new only for the report that creates it."""
@@ -191,3 +191,189 @@ class TestLaterStreams:
             ledger.record(Report("g0", worker, first.pid, None, first.streams, later=streams))
 
         assert [("numpy", "workers")] == [(f.source, f.kind) for f in ledger.findings()]
+
+
+def owned(generation: str, worker: int, *, used: bool = True, **fingerprints: str) -> Report:
+    """A report of generators held by one albumentations Compose at ``t``."""
+    streams = {
+        name: Stream(
+            fp(value),
+            "random.Random",
+            "attribute",
+            used=used,
+            owner="t",
+            holder="albumentations.core.composition.Compose",
+        )
+        for name, value in fingerprints.items()
+    }
+    return Report(generation, worker, 2000 + worker + 10 * len(generation), 7, streams)
+
+
+class TestOneFindingPerProblem:
+    def test_the_generators_of_one_owner_are_one_finding(self) -> None:
+        """Twenty generators of one Compose, equal in two workers: one finding naming all."""
+        names = {f"t.transforms[{i}].py_random": f"s{i}" for i in range(20)}
+        ledger = StreamLedger()
+        ledger.record(owned("g0", 0, used=True, **names))
+        ledger.record(owned("g0", 1, used=True, **names))
+
+        [finding] = ledger.findings()
+
+        assert 20 == len(finding.sources) == len(finding.fingerprints)
+        assert "albumentations at 't'" == finding.owner
+        assert "info.dataset.t.set_random_seed(info.seed % 2**32)" in finding.hint
+
+    def test_globals_repeating_for_one_reason_are_one_finding(self) -> None:
+        """All three globals seeded with a constant in every worker: one finding, two kinds."""
+        ledger = StreamLedger()
+        for generation in ("g0", "g1"):
+            for worker in (0, 1):
+                streams = {
+                    name: Stream(fp(name), "global") for name in ("numpy", "random", "torch")
+                }
+                ledger.record(Report(generation, worker, 10 * len(generation) + worker, 1, streams))
+
+        [finding] = ledger.findings()
+
+        assert (("numpy", "random", "torch"), ("workers", "epochs")) == (
+            finding.sources,
+            finding.kinds,
+        )
+        assert "process globals" == finding.owner
+        assert "constant" in finding.hint
+
+    def test_a_problem_is_announced_once(self) -> None:
+        """Found across workers; repeating across epochs too is the same problem, not news."""
+        ledger = StreamLedger()
+        ledger.record(report("g0", 0, rng="a"))
+        workers = ledger.record(report("g0", 1, rng="a"))
+        epochs = ledger.record(report("g1", 0, rng="a"))
+
+        assert ([("workers",)], []) == ([f.kinds for f in workers.new], epochs.new)
+        assert [("workers", "epochs")] == [f.kinds for f in epochs.involving]
+
+    def test_streams_repeating_per_worker_for_one_reason_are_one_finding(self) -> None:
+        """torch.manual_seed before each epoch: each worker's globals replay, one problem."""
+        ledger = StreamLedger()
+        for generation in ("g0", "g1"):
+            for worker in (0, 1):
+                streams = {
+                    name: Stream(fp(f"{name}{worker}"), "global")
+                    for name in ("numpy", "random", "torch")
+                }
+                seed = 100 + worker
+                ledger.record(
+                    Report(generation, worker, 10 * len(generation) + worker, seed, streams)
+                )
+
+        [finding] = ledger.findings()
+
+        assert (("epochs",), 4, 6) == (
+            finding.kinds,
+            len(finding.members),
+            len(finding.fingerprints),
+        )
+        assert "before each epoch" in finding.hint
+
+
+class TestUsedStreams:
+    def test_a_duplicate_nobody_drew_from_is_latent(self) -> None:
+        """Equal but unmoved in every worker: no finding, listed only as latent."""
+        ledger = StreamLedger()
+        ledger.record(owned("g0", 0, used=False, template="x"))
+        recorded = ledger.record(owned("g0", 1, used=False, template="x"))
+
+        assert ([], [], []) == (recorded.new, recorded.involving, ledger.findings())
+        [latent] = ledger.findings(latent=True)
+        assert (False, ["template"]) == (latent.used, [f.source for f in recorded.latent])
+
+    def test_drawn_from_in_one_worker_is_enough(self) -> None:
+        """A stream that moved in any member of the group is used."""
+        ledger = StreamLedger()
+        ledger.record(owned("g0", 0, used=False, rng="x"))
+        ledger.record(owned("g0", 1, used=True, rng="x"))
+
+        assert [True] == [finding.used for finding in ledger.findings()]
+
+
+class TestResume:
+    def test_a_resumed_generation_replaying_an_epoch_is_resume_not_epochs(self) -> None:
+        """Same seed and stream as epoch 0, from a resumed loader: a replay, not an epoch repeat."""
+        ledger = StreamLedger()
+        ledger.record(Report("g0", 0, 1, 42, {"numpy": Stream(fp("a"), "global")}))
+        ledger.record(Report("g1", 0, 2, 42, {"numpy": Stream(fp("a"), "global")}, resumed=True))
+
+        [finding] = ledger.findings()
+
+        assert ("resume",) == finding.kinds
+        assert "load_state_dict" in finding.hint
+        assert "before each epoch" not in finding.hint
+
+
+def shifted(worker: int, offset: int, source: str = "rng") -> Report:
+    """A worker's copy of one stream of counting draws, advanced by ``offset`` draws."""
+    draws = [(offset + i).to_bytes(8, "little") for i in range(OVERLAP_SPAN)]
+    prefix = b"".join(draws).hex()
+    stream = Stream(fp(f"o{offset}"), "np.random.Generator(PCG64)", prefix=prefix)
+    return Report("g0", worker, 3000 + worker, worker, {source: stream})
+
+
+class TestOverlap:
+    def test_a_stream_a_few_draws_ahead_of_another_is_an_overlap(self) -> None:
+        """Workers advancing one copied generator by their id draw shifted copies of one stream."""
+        ledger = StreamLedger()
+        for worker in range(3):
+            ledger.record(shifted(worker, worker))
+
+        [finding] = ledger.findings()
+
+        assert (("overlap",), 1, [0, 1, 2]) == (
+            finding.kinds,
+            finding.offset,
+            [m.worker for m in finding.members],
+        )
+        assert "advanced" in finding.hint
+
+    def test_offsets_beyond_the_bound_are_not_seen(self) -> None:
+        """A shift of more than MAX_OVERLAP draws is out of reach (the stated bound)."""
+        ledger = StreamLedger()
+        ledger.record(shifted(0, 0))
+        ledger.record(shifted(1, MAX_OVERLAP + 1))
+        ledger.record(shifted(2, 2 * MAX_OVERLAP + 5))
+
+        assert [] == ledger.findings()
+
+    def test_one_process_continuing_its_own_stream_is_no_overlap(self) -> None:
+        """The main process's epochs draw one stream in turn: not an overlap."""
+        ledger = StreamLedger()
+        ledger.record(replace(shifted(0, 0), generation="e0", worker=None))
+        ledger.record(replace(shifted(0, 3), generation="e1", worker=None))
+
+        assert [] == ledger.findings()
+
+
+class TestObserved:
+    def test_says_how_many_processes_epochs_and_workers_reported(self) -> None:
+        """Two epochs of two workers, and what that lets the ledger see."""
+        ledger = StreamLedger()
+        for generation in ("g0", "g1"):
+            for worker in (0, 1):
+                ledger.record(report(generation, worker, numpy=f"{generation}{worker}"))
+        ledger.record(report("g2", 0, numpy="x"))
+
+        observed = ledger.observed()
+
+        assert (5, 3, 2, ("workers", "epochs")) == (
+            observed.processes,
+            observed.generations,
+            observed.most_workers,
+            observed.can_see(),
+        )
+
+    def test_one_worker_cannot_see_worker_repeats(self) -> None:
+        """A run where one worker fetched everything can only have seen epoch repeats."""
+        ledger = StreamLedger()
+        ledger.record(report("g0", 0, numpy="a"))
+        ledger.record(report("g1", 0, numpy="b"))
+
+        assert ("epochs",) == ledger.observed().can_see()

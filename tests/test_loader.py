@@ -101,9 +101,7 @@ class TestMonitoredLoader:
 
         batches(loader)
 
-        assert [("rng", "epochs"), ("rng", "workers")] == [
-            (f.source, f.kind) for f in findings(loader)
-        ]
+        assert [("rng", ("workers", "epochs"))] == [(f.source, f.kinds) for f in findings(loader)]
 
     def test_persistent_workers_continue_across_epochs(self) -> None:
         """Persistent workers are one generation through the proxy too."""

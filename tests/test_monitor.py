@@ -308,8 +308,9 @@ class TestThreads:
 
         def poll(counts: list[int]) -> None:
             while not stop.is_set():
-                counts.append(len(findings(monitored)))
-            counts.append(len(findings(monitored)))  # once more, after the loader is done
+                counts.append(sum(len(f.members) for f in findings(monitored)))
+            # once more, after the loader is done
+            counts.append(sum(len(f.members) for f in findings(monitored)))
 
         pollers = [threading.Thread(target=poll, args=(counts,)) for counts in polls]
         for poller in pollers:
@@ -321,10 +322,10 @@ class TestThreads:
             for poller in pollers:
                 poller.join()
 
-        assert [("rng", "epochs"), ("rng", "workers")] == [
-            (f.source, f.kind) for f in findings(monitored)
+        assert [("rng", ("workers", "epochs"))] == [
+            (f.source, f.kinds) for f in findings(monitored)
         ]
-        assert [2, 2, 2] == [counts[-1] for counts in polls]
+        assert [4, 4, 4] == [counts[-1] for counts in polls]  # two workers, two epochs
         assert [sorted(counts) for counts in polls] == polls
 
 

@@ -17,26 +17,27 @@ from seedwatch import DuplicateStreamError, Finding, findings, monitor
 
 pytestmark = pytest.mark.filterwarnings("ignore::seedwatch.DuplicateStreamWarning")
 
-#: The bad generators of ``Reach``, by where they live; closures only under fork.
-REACH_BAD = [
-    "BadAugment.R",  # a class attribute
-    "flip_bad.__self__.state",  # a bound method's object
-    "jitter_bad.keywords['rng']",  # a functools.partial
-    "lazy_bad",  # created lazily in __getitem__
-    "per_item_bad",  # re-created at every item
-    "random",  # the global, reseeded inside __getitem__
-    "reach_pipelines.BAD_NOISE",  # a module global named by a helper's code
+#: The bad generators of ``Reach``, one finding per place (each place has its own fix);
+#: the closure only under fork.
+REACH_BAD: list[tuple[str, ...]] = [
+    ("BadAugment.R",),  # a class attribute
+    ("flip_bad.__self__.state", "jitter_bad.keywords['rng']"),  # a bound method's object, a partial
+    ("lazy_bad", "per_item_bad"),  # created lazily in __getitem__, re-created at every item
+    ("random",),  # the global, reseeded inside __getitem__
+    ("reach_pipelines.BAD_NOISE",),  # a module global named by a helper's code
 ]
-CLOSURE_BAD = "noise_bad(make_noise.add).rng"
-STREAM_BAD = ["ReachStream._noisy().rng_bad", "ReachStream._rows().order_bad"]
+CLOSURE_BAD: tuple[str, ...] = ("noise_bad(make_noise.add).rng",)
+STREAM_BAD: list[tuple[str, ...]] = [("ReachStream._noisy().rng_bad", "ReachStream._rows().order_bad")]
 
 
-def summary(found: list[Finding]) -> list[tuple[str, str]]:
-    return [(finding.source, finding.kind) for finding in found]
+def summary(found: list[Finding]) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    return [(finding.sources, finding.kinds) for finding in found]
 
 
-def expected(sources: list[str], kinds: tuple[str, ...]) -> list[tuple[str, str]]:
-    return sorted((source, kind) for source in sources for kind in kinds)
+def expected(
+    sources: list[tuple[str, ...]], kinds: tuple[str, ...]
+) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    return sorted((names, kinds) for names in sources)
 
 
 @pytest.fixture(name="method", params=START_METHODS)
@@ -70,10 +71,10 @@ class TestEveryPlace:
         load(reach, epochs=2, worker_init_fn=reach_worker_init)
         load(stream, epochs=2)
 
-        assert expected([*REACH_BAD, CLOSURE_BAD], ("epochs", "workers")) == summary(
+        assert expected([*REACH_BAD, CLOSURE_BAD], ("workers", "epochs")) == summary(
             findings(reach)
         )
-        assert expected(STREAM_BAD, ("epochs", "workers")) == summary(findings(stream))
+        assert expected(STREAM_BAD, ("workers", "epochs")) == summary(findings(stream))
 
     def test_findings_name_the_place_and_its_fix(self) -> None:
         """Class attributes, module globals, closures and late generators each get their own fix."""
@@ -84,7 +85,7 @@ class TestEveryPlace:
         hints = {finding.source: finding.hint for finding in findings(monitored)}
         assert "is a class attribute" in hints["BadAugment.R"]
         assert "is a module global" in hints["reach_pipelines.BAD_NOISE"]
-        assert "captured by a function" in hints[CLOSURE_BAD]
+        assert "captured by a function" in hints[CLOSURE_BAD[0]]
         assert "created while items are served" in hints["lazy_bad"]
         assert "random.seed(...)" in hints["random"]
 

@@ -8,8 +8,11 @@ from seedwatch._render import duplicate_message, render_findings, render_table, 
 HINT = "Build it per worker from get_worker_info().seed."
 
 
-def finding(members: list[Member], source: str = "rng", kind: str = "workers") -> Finding:
-    return Finding(source, kind, tuple(members), "00000000000000ab", HINT)  # type: ignore[arg-type]
+def finding(
+    members: list[Member], source: str = "rng", kind: str = "workers", *more: str
+) -> Finding:
+    kinds = (kind, *more)
+    return Finding((source,), kinds, tuple(members), ("00000000000000ab",), HINT)  # type: ignore[arg-type]
 
 
 def workers(generations: range, count: int, rank: int | None = None) -> list[Member]:
@@ -68,20 +71,41 @@ class TestRenderFindings:
         assert "gen 2 worker 3 (pid 203)" in text
         assert f"    fix: {HINT}" == lines[-1]
 
+    def test_one_problem_names_every_source_and_kind(self) -> None:
+        """A finding of several generators and kinds is one block that lists them all."""
+        owned = Finding(
+            ("t.rng", "t.transforms[0].rng"),
+            ("workers", "epochs"),
+            tuple(workers(range(2), 2)),
+            ("00000000000000ab", "00000000000000cd"),
+            HINT,
+            owner="albumentations at 't'",
+        )
+
+        lines = render_findings([owned]).splitlines()
+
+        assert [
+            (
+                "  DUPLICATE 't.rng' and 1 more (albumentations at 't') across workers and epochs "
+                "(2 streams)"
+            ),
+            "    sources: t.rng, t.transforms[0].rng",
+        ] == lines[:2]
+
 
 class TestRenderTable:
     def test_rows_line_up_with_their_fix_beneath(self) -> None:
         """A header, then each finding's row and its fix."""
         found = [
-            finding(workers(range(2), 2), source="augs['noise']", kind="epochs"),
+            finding(workers(range(2), 2), source="augs", kind="epochs"),
             finding(workers(range(1), 2)),
         ]
 
         lines = render_table(found).splitlines()
 
         assert ["SOURCE", "KIND", "WHO", "FINGERPRINT"] == lines[0].split()
-        assert lines[1].startswith("augs['noise']  epochs   gen 0-1 x worker 0-1 (4 processes)")
-        assert lines[3].startswith("rng            workers  gen 0 x worker 0-1 (2 processes)")
+        assert lines[1].startswith("augs    epochs   gen 0-1 x worker 0-1 (4 processes)")
+        assert lines[3].startswith("rng     workers  gen 0 x worker 0-1 (2 processes)")
         assert [f"  fix: {HINT}"] * 2 == [lines[2], lines[4]]
         assert lines[0].index("KIND") == lines[1].index("epochs")
 

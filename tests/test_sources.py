@@ -53,8 +53,8 @@ class TestRegisterSource:
 
         load(monitored, epochs=2)
 
-        assert [("library", "epochs"), ("library", "workers")] == [
-            (f.source, f.kind) for f in findings(monitored)
+        assert [("library", ("workers", "epochs"))] == [
+            (f.source, f.kinds) for f in findings(monitored)
         ]
 
     def test_an_unregistered_source_is_not_watched(self) -> None:

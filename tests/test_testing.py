@@ -17,7 +17,9 @@ class TestAssertNoFindings:
         monitored = monitor(HoldsGenerator())
         load(monitored, epochs=1)
 
-        with pytest.raises(AssertionError, match=r"found 1 duplicate random stream\(s\)") as info:
+        with pytest.raises(
+            AssertionError, match=r"found 1 problem of duplicate random streams"
+        ) as info:
             assert_no_findings(monitored)
 
         assert "DUPLICATE 'rng' across workers" in str(info.value)

@@ -15,7 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from seedwatch._errors import DuplicateStreamError, DuplicateStreamWarning
-from seedwatch._finding import Finding, Member
+from seedwatch._finding import Finding, Findings, Member, Observed
 
 if TYPE_CHECKING:
     from seedwatch._api import findings, monitor
@@ -36,7 +36,9 @@ __all__ = [
     "DuplicateStreamError",
     "DuplicateStreamWarning",
     "Finding",
+    "Findings",
     "Member",
+    "Observed",
     "Source",
     "findings",
     "monitor",

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from seedwatch._collector import collector_for
 from seedwatch._config import DEFAULT_DRAWS, new_config
-from seedwatch._finding import Finding
+from seedwatch._finding import Findings
 from seedwatch._loader import MonitoredLoader
 from seedwatch._monitor import Monitor
 from seedwatch._proxy import isinstance_monitored, monitor_of, wrap
@@ -87,12 +87,15 @@ def monitor(
     return wrap(dataset, Monitor(config, collector))
 
 
-def findings(monitored: Any) -> list[Finding]:
+def findings(monitored: Any) -> Findings:
     """
-    Return every duplicate stream found so far for a monitored dataset or loader.
+    Return every problem found so far for a monitored dataset or loader.
 
+    A list of :class:`Finding`, one per problem, in a stable order; its
+    ``observed`` says how much was checked (processes, epochs, workers per
+    epoch, ranks), and its ``latent`` the duplicate streams nobody drew from.
     Deterministic: reports of workers whose batches the caller has received are
-    read before answering. Findings come in a stable order (source, kind, fingerprint).
+    read before answering.
     """
     if isinstance(monitored, MonitoredLoader):
         monitored = monitored.dataset

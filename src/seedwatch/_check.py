@@ -3,7 +3,9 @@
 
 The target is ``package.module:factory`` or ``path/to/file.py:factory``; the
 factory returns a Dataset or a DataLoader (a Dataset or DataLoader object
-itself is accepted too). Exit status: 0 clean, 1 findings, 2 usage errors.
+itself is accepted too). Exit status: 0 clean, 1 findings, 2 usage errors,
+3 inconclusive: no finding, but the run could not have shown a repeat across
+workers (fewer than two workers fetched) or epochs (fewer than two epochs).
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from torch.utils.data import DataLoader
 from seedwatch._announce import quiet_announcements
 from seedwatch._api import findings, is_dataset, monitor
 from seedwatch._errors import DuplicateStreamError
+from seedwatch._finding import Observed
 from seedwatch._render import render_table
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
+EXIT_INCONCLUSIVE = 3
 
 
 _MISSING = object()
@@ -128,16 +132,47 @@ def run_check(options: CheckOptions, *, out: TextIO, err: TextIO) -> int:
         out.writelines(json.dumps(finding.as_dict()) + "\n" for finding in found)
     elif found:
         out.write(render_table(found) + "\n")
-    sources = len({finding.source for finding in found})
-    summary = (
-        f"{len(found)} finding(s) in {sources} source(s)"
-        if found
-        else "clean: no duplicate streams"
-    )
+    blind = [] if found or stopped else _unseen(loader, found.observed)
+    if found:
+        sources = sum(len(finding.sources) for finding in found)
+        summary = f"{_count(len(found), 'finding')} in {_count(sources, 'source')}"
+    elif blind:
+        summary = "\n".join(
+            ["inconclusive: no duplicate streams, but not every repeat could have shown:"]
+            + [f"  - {reason}" for reason in blind]
+        )
+    else:
+        summary = "clean: no duplicate streams"
     if stopped:
         summary += f" (strict mode stopped the run in epoch {stopped})"
+    err.write(found.observed.describe() + "\n")
     (err if options.json else out).write(summary + "\n")
-    return EXIT_FINDINGS if found else EXIT_CLEAN
+    if found:
+        return EXIT_FINDINGS
+    return EXIT_INCONCLUSIVE if blind else EXIT_CLEAN
+
+
+def _unseen(loader: Any, observed: Observed) -> list[str]:
+    """
+    Say which repeats the run could not have shown, and how to make it show them.
+
+    Only repeats the loader's own settings allow: one worker cannot repeat
+    another, and persistent workers continue their streams across epochs.
+    """
+    blind = []
+    can_see = observed.can_see()
+    if loader.num_workers >= 2 and "workers" not in can_see:
+        blind.append(
+            f"{observed.most_workers} of {loader.num_workers} workers fetched in an epoch: "
+            "give the check more items or a smaller --batch-size"
+        )
+    if not loader.persistent_workers and "epochs" not in can_see:
+        blind.append(f"{_count(observed.generations, 'epoch')} ran: use --epochs 2 or more")
+    return blind
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _run_epochs(loader: Any, epochs: int, err: TextIO) -> int | None:

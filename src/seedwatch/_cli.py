@@ -27,7 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check",
         help="run a pipeline through real DataLoader workers and report duplicate streams",
-        description="Exit status: 0 clean, 1 duplicate streams found, 2 usage error.",
+        description=(
+            "Exit status: 0 clean, 1 duplicate streams found, 2 usage error, 3 inconclusive "
+            "(fewer than two workers fetched or fewer than two epochs ran: nothing to compare)."
+        ),
     )
     check.add_argument("target", help="package.module:factory or path/to/file.py:factory")
     check.add_argument("--workers", type=_count, default=2, help="num_workers (default 2)")

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import structlog
 
 from seedwatch._announce import announce
-from seedwatch._finding import Finding, Member
+from seedwatch._finding import Findings, Member
 from seedwatch._ledger import StreamLedger
 from seedwatch._ranks import Elsewhere
 from seedwatch._render import duplicate_message
@@ -109,6 +109,8 @@ class Collector:
         with self._lock:
             recorded = self._ledger.record(report)
         new, involving = list(recorded.new), list(recorded.involving)
+        for latent in recorded.latent:
+            _log.debug("latent_duplicate_stream", **latent.as_dict())
         for source, fp, elsewhere in self._ranks.share(recorded.streams):
             with self._lock:
                 more_new, more_involving = self._ledger.merge_remote(
@@ -134,11 +136,15 @@ class Collector:
                 new, _ = self._ledger.merge_remote(source, fp, elsewhere.count, elsewhere.members)
             announce(new, strict=False)
 
-    def findings(self) -> list[Finding]:
+    def findings(self) -> Findings:
         """Return everything found so far, including reports already sent but not yet read."""
         self.sync(refresh=True)
         with self._lock:
-            return self._ledger.findings()
+            everything = self._ledger.findings(latent=True)
+            observed = self._ledger.observed()
+        return Findings(
+            [f for f in everything if f.used], observed, [f for f in everything if not f.used]
+        )
 
     def close(self) -> None:
         """Stop listening (idempotent); findings stay readable."""

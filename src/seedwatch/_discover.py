@@ -96,16 +96,42 @@ _STDLIB = Path(sysconfig.get_path("stdlib")).resolve()
 #: Where a generator is kept, for hints: what holds it decides the fix.
 Place = Literal["attribute", "closure", "class", "global", "frame"]
 
-_Item = tuple[str, object, int, int, Place]  # path, object, depth, code hops, place
+_Item = tuple[str, object, int, int, Place, "_Lineage"]  # path, object, depth, hops, place, holder
 _Child = tuple[str, Any, int, Place | None]  # path, object, code hops, place (None: the parent's)
 
 
 class Found(NamedTuple):
-    """A generator, the path that reaches it, and what kind of place holds it."""
+    """
+    A generator, the path that reaches it, and what holds it.
+
+    ``holder`` is the module and name of the object (or function) whose attribute,
+    item or local it is; ``owner`` the path of the outermost object on the way of
+    the same top-level package as that holder (``t`` for every transform inside
+    an albumentations ``Compose`` at ``t``): the generators of one owner are one
+    problem with one fix. ``aliases`` are the other paths that reach it.
+    """
 
     path: str
     generator: object
     place: Place
+    holder: str = ""
+    owner: str = ""
+    aliases: tuple[str, ...] = ()
+
+
+#: Wrappers (bound methods, partials) that belong to whoever holds them.
+_TRANSPARENT_PACKAGES = frozenset({"builtins", "functools"})
+
+#: How many other paths to one generator are named, at most.
+MAX_ALIASES = 16
+
+
+class _Lineage(NamedTuple):
+    """Who holds what the walk is looking at: the holder's name, the owner's package and path."""
+
+    holder: str
+    package: str
+    owner: str
 
 
 _opaque_types: dict[type, bool] = {}
@@ -150,33 +176,75 @@ def find_generators(
     """
     found: list[Found] = []
     seen: set[int] = {id(rng) for rng in known}
+    #: Where each generator found so far is in ``found``, to name its other paths.
+    index: dict[int, int] = {}
+    nobody = _Lineage("", "", "")
     queue: deque[_Item] = deque(
-        [("", root, 0, 0, "attribute"), *((p, o, 0, 0, "frame") for p, o in more)]
+        [("", root, 0, 0, "attribute", nobody), *((p, o, 0, 0, "frame", nobody) for p, o in more)]
     )
     visited = 0
     deadline = time.perf_counter() + MAX_SECONDS
     while queue and visited < MAX_OBJECTS:
         if visited % 64 == 63 and time.perf_counter() > deadline:
             break
-        path, obj, depth, hops, place = queue.popleft()
+        path, obj, depth, hops, place, lineage = queue.popleft()
         obj = _unwrapped(obj)
         if obj is _LEFT_ALONE:
             continue
         if id(obj) in seen:
+            _add_alias(found, index.get(id(obj)), path)
             continue
         seen.add(id(obj))
         visited += 1
         if is_generator(obj):
-            found.append(Found(_unique(path, found), obj, place))
+            index[id(obj)] = len(found)
+            found.append(Found(_unique(path, found), obj, place, lineage.holder, lineage.owner))
             continue
         if depth >= MAX_DEPTH or _is_opaque(type(obj)):
             continue
+        inner = _lineage_of(obj, path, lineage)
         for child_path, value, child_hops, child_place in _children(path, obj, hops, seen):
             if len(queue) >= 2 * MAX_OBJECTS:  # more than the walk will ever visit
                 break
             if not _is_opaque(type(value)):
-                queue.append((child_path, value, depth + 1, child_hops, child_place or place))
+                queue.append(
+                    (child_path, value, depth + 1, child_hops, child_place or place, inner)
+                )
     return found
+
+
+def _add_alias(found: list[Found], position: int | None, path: str) -> None:
+    """Name another path to a generator found already (nothing for other objects)."""
+    if position is None:
+        return
+    item = found[position]
+    if path != item.path and path not in item.aliases and len(item.aliases) < MAX_ALIASES:
+        found[position] = item._replace(aliases=(*item.aliases, path))
+
+
+def _lineage_of(obj: object, path: str, parent: _Lineage) -> _Lineage:
+    """Say who holds ``obj``'s children: ``obj`` itself, within its owner's package."""
+    kind = type(obj)
+    if kind in (list, tuple, dict):  # a container belongs to whoever holds it
+        return parent
+    if kind is types.FunctionType:
+        function: Any = obj
+        holder = f"{_module_name(function.__module__)}.{_short(function.__qualname__)}"
+    elif kind is types.GeneratorType:
+        generator: Any = obj
+        frame = generator.gi_frame
+        module = _module_name(frame.f_globals.get("__name__") if frame is not None else None)
+        holder = f"{module}.{_short(generator.__qualname__)}"
+    else:
+        klass: Any = obj if issubclass(kind, type) else kind
+        module = _CLASS_DICT.__get__(klass).get("__module__", "builtins")  # no metaclass code
+        holder = f"{_module_name(module)}.{_QUALNAME.__get__(klass)}"
+    package = holder.partition(".")[0]
+    if package in _TRANSPARENT_PACKAGES:  # a bound method or a partial: its holder's
+        return parent
+    if package == parent.package:
+        return _Lineage(holder, package, parent.owner)
+    return _Lineage(holder, package, path)
 
 
 def _children(path: str, obj: object, hops: int, seen: set[int]) -> Iterator[_Child]:

@@ -86,6 +86,48 @@ def upcoming_draws(rng: object, draws: int) -> bytes:
     raise TypeError(f"not a random generator seedwatch can read: {type(rng).__name__}")
 
 
+#: Where a Mersenne Twister's position stands right after seeding: nothing drawn yet.
+_MT_SEEDED_POSITION = 624
+
+
+def is_fresh(rng: object) -> bool:
+    """
+    Return whether ``rng`` is exactly as seeded: nothing was drawn from it yet.
+
+    A numpy generator remembers its seed sequence and a ``torch.Generator`` its
+    initial seed, so each is compared with a twin seeded alike. A Mersenne
+    Twister (``random.Random``, ``RandomState``) has not drawn while its
+    position is where seeding leaves it (a draw of exactly 624 words also
+    leaves it there: read as fresh, a latent stream, never a false finding).
+    """
+    if isinstance(rng, np.random.Generator):
+        rng = rng.bit_generator
+    if isinstance(rng, np.random.RandomState):
+        state = rng.get_state(legacy=False)
+        return bool(state["state"]["pos"] == _MT_SEEDED_POSITION and not state["has_gauss"])
+    if isinstance(rng, np.random.BitGenerator):
+        seed = getattr(rng, "seed_seq", None)
+        if not isinstance(seed, np.random.SeedSequence):
+            return False
+        return bool(_same_state(type(rng)(seed).state, rng.state))
+    if isinstance(rng, random.Random):
+        version, words, gauss = rng.getstate()
+        return bool(words[-1] == _MT_SEEDED_POSITION and gauss is None and version)
+    if isinstance(rng, torch.Generator):
+        twin = torch.Generator().manual_seed(rng.initial_seed())
+        return bool(torch.equal(twin.get_state(), rng.get_state()))
+    return False
+
+
+def _same_state(left: object, right: object) -> bool:
+    """Compare bit generator states, which hold numpy arrays (MT19937's key)."""
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(_same_state(left[k], right[k]) for k in left)
+    if isinstance(left, np.ndarray) or isinstance(right, np.ndarray):
+        return bool(np.array_equal(left, right))  # type: ignore[arg-type]
+    return bool(left == right)
+
+
 def global_draws(source: str, draws: int) -> bytes:
     """Return the next ``draws`` values of a process-global generator, leaving it untouched."""
     if source == "numpy":

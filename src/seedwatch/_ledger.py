@@ -1,18 +1,36 @@
 """
-Judgement: which reported streams are equal, and what kind of repetition that is.
+Judgement: which reported streams are equal, what kind of repetition that is, and which problem.
 
 Pure bookkeeping with no processes or threads, so it is tested by feeding it
 reports. Not thread-safe; the collector serialises calls.
+
+Two steps. Streams are grouped by source and fingerprint: a group is every
+process that drew one stream of one source. Groups are then gathered into
+findings, one per problem: the groups of one owner (every generator inside an
+albumentations ``Compose``; the process globals) that repeat in the same ways
+are one problem with one fix, and one finding lists every kind of repetition
+that applies. A problem is announced once, when first found. Only streams a
+process drew from while serving items are judged; the rest are latent, listed
+only on request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
-from seedwatch._finding import Finding, Kind, Member
-from seedwatch._hints import hint_for
-from seedwatch._report import Report, Stream
+from seedwatch._finding import KINDS, Finding, Kind, Member, Observed
+from seedwatch._hints import (
+    LIBRARIES,
+    SHARED_ACROSS_WORKERS,
+    Evidence,
+    hint_for,
+    owner_label,
+)
+from seedwatch._report import OVERLAP_SPAN, RESEEDED_GLOBAL, Report, Stream
+
+#: How many overlap windows the ledger indexes at most: beyond it, overlaps go unseen.
+MAX_WINDOWS = 200_000
 
 
 @dataclass(slots=True)
@@ -29,11 +47,17 @@ class _Group:
         kinds: list[Kind] = []
         if len(set(generations)) < len(generations):
             kinds.append("workers")
-        if len(set(generations)) > 1:
+        if len({m.generation for m in self.members if not m.resumed}) > 1:
             kinds.append("epochs")
+        if len(set(generations)) > 1 and any(m.resumed for m in self.members):
+            kinds.append("resume")
         if self.elsewhere and self.members:
             kinds.append("ranks")
         return kinds
+
+    def everyone(self, kinds: Iterable[Kind]) -> list[Member]:
+        """Return the members, with other ranks' where the stream repeats across ranks."""
+        return [*self.members, *self.remote.values()] if "ranks" in kinds else self.members
 
 
 @dataclass(frozen=True)
@@ -43,28 +67,40 @@ class Recorded:
     new: list[Finding]
     involving: list[Finding]
     streams: list[tuple[str, str, Member]]
+    #: Latent duplicates seen for the first time (for a debug event).
+    latent: list[Finding] = field(default_factory=list)
 
 
 class _Book:
     """The streams of one look (before or after a process's first item), by source and fp."""
 
-    __slots__ = ("kinds", "streams")
+    __slots__ = ("kinds", "streams", "used")
 
     def __init__(self) -> None:
         self.streams: dict[str, dict[int, Member | _Group]] = {}
-        #: What each source is (its origin and place), for hints.
+        #: What each source is (its origin, place and owner), for grouping and hints.
         self.kinds: dict[str, Stream] = {}
+        #: The (source, fingerprint) pairs some process drew from while serving items.
+        self.used: set[tuple[str, int]] = set()
 
     def add(self, source: str, stream: Stream, key: int, member: Member) -> _Group | Member | None:
-        """Add a member's stream; return its entry, or ``None`` if the member had it already."""
+        """
+        Add a member's stream; return its entry.
+
+        ``None`` if the member had it already, unless the stream is now drawn from
+        for the first time (an exiting worker's note): then its group, to judge again.
+        """
         self.kinds.setdefault(source, stream)
+        newly_used = stream.used and (source, key) not in self.used
+        if stream.used:
+            self.used.add((source, key))
         streams = self.streams.setdefault(source, {})
         entry = streams.get(key)
         if entry is None:
             streams[key] = member
             return member
         if entry == member or (isinstance(entry, _Group) and member in entry.members):
-            return None
+            return entry if newly_used and isinstance(entry, _Group) else None
         if isinstance(entry, Member):
             entry = streams[key] = _Group([entry])
         entry.members.append(member)
@@ -79,9 +115,30 @@ class _Book:
         )
 
 
+@dataclass(frozen=True)
+class _Candidate:
+    """One repeating stream, before it is gathered into a finding with others of its problem."""
+
+    later: bool
+    source: str
+    key: int
+    group: _Group
+    kinds: tuple[Kind, ...]
+    used: bool
+
+
+@dataclass(slots=True)
+class _Overlap:
+    """Processes whose streams of one source are the same, some draws apart."""
+
+    members: set[Member] = field(default_factory=set)
+    fingerprints: set[str] = field(default_factory=set)
+    offset: int = 0
+
+
 class StreamLedger:
     """
-    Every stream reported so far, grouped by source and fingerprint.
+    Every stream reported so far, grouped by source and fingerprint, judged as problems.
 
     A source named in ``expect_shared`` is recorded but never reported. A process
     that reports the same stream twice (two copies of a monitored dataset in one
@@ -95,7 +152,8 @@ class StreamLedger:
 
     Memory is what a long run pays for: a stream drawn by one process (the
     common, healthy case) costs one dict entry keyed by its 64-bit fingerprint,
-    pointing at the reporter's :class:`Member`, which all its sources share.
+    pointing at the reporter's :class:`Member`, which all its sources share,
+    plus a bounded number of overlap windows.
     """
 
     def __init__(self, expect_shared: Iterable[str] = ()) -> None:
@@ -103,28 +161,41 @@ class StreamLedger:
         self._generations: dict[str, int] = {}
         self._first = _Book()
         self._later = _Book()
-        self._announced: set[tuple[bool, str, str, Kind]] = set()
+        #: What was announced: each problem's identity, as ``"used"`` or ``"latent"``.
+        self._announced: set[tuple[Hashable, str]] = set()
+        self._members: set[Member] = set()
+        self._ranks: set[int] = set()
+        #: Overlap windows: the first two draws of each stream, and its windows further on.
+        self._heads: dict[str, list[tuple[str, Member, str]]] = {}
+        self._windows: dict[str, list[tuple[str, Member, str, int]]] = {}
+        self._indexed = 0
+        self._overlaps: dict[str, _Overlap] = {}
 
     def record(self, report: Report) -> Recorded:
         """Add a report; say which findings are new, which involve it, which streams to share."""
         generation = self._generations.setdefault(report.generation, len(self._generations))
-        member = Member(generation, report.worker, report.pid, report.rank, report.seed)
+        member = Member(
+            generation, report.worker, report.pid, report.rank, report.seed, resumed=report.resumed
+        )
+        self._members.add(member)
+        if report.rank is not None:
+            self._ranks.add(report.rank)
         recorded = Recorded([], [], [])
+        touched = False
         for source, stream in report.streams.items():
             key = int(stream.fingerprint, 16)
             entry = self._first.add(source, stream, key, member)
             if entry is None or source in self._expect_shared:
                 continue
-            recorded.streams.append((source, stream.fingerprint, member))
-            if isinstance(entry, _Group):
-                found = self._judge(source, stream.fingerprint, entry, recorded.new)
-                recorded.involving.extend(found)
+            if stream.used:
+                recorded.streams.append((source, stream.fingerprint, member))
+                touched |= self._index_overlap(source, stream, member)
+            touched |= isinstance(entry, _Group)
         for source, stream in report.later.items():
-            key = int(stream.fingerprint, 16)
-            entry = self._later.add(source, stream, key, member)
-            if isinstance(entry, _Group) and source not in self._expect_shared:
-                found = self._judge(source, stream.fingerprint, entry, recorded.new, later=True)
-                recorded.involving.extend(found)
+            entry = self._later.add(source, stream, int(stream.fingerprint, 16), member)
+            touched |= isinstance(entry, _Group) and source not in self._expect_shared
+        if touched:
+            self._judge(lambda found: member in found.members, recorded)
         return recorded
 
     def merge_remote(
@@ -145,50 +216,221 @@ class StreamLedger:
             entry = streams[key] = _Group([entry])
         entry.elsewhere = max(entry.elsewhere, elsewhere)
         for member in remote:
+            self._ranks.add(-1 if member.rank is None else member.rank)
             entry.remote.setdefault(
                 (member.rank, member.generation, member.worker, member.pid), member
             )
-        new: list[Finding] = []
-        involving = [f for f in self._judge(source, fp, entry, new) if f.kind == "ranks"]
-        return new, involving
+        recorded = Recorded([], [], [])
+        self._judge(lambda found: "ranks" in found.kinds and source in found.sources, recorded)
+        return recorded.new, recorded.involving
 
-    def findings(self) -> list[Finding]:
-        """Return every finding, each with all its members so far, in a stable order."""
-        found = [
-            self._finding(source, kind, f"{key:016x}", group, later=later)
-            for later, book in ((False, self._first), (True, self._later))
-            for source in book.streams
-            if source not in self._expect_shared
-            for key, group in book.groups(source)
-            if not (later and self._explained(source, group))
-            for kind in group.kinds()
-        ]
-        return sorted(found, key=lambda f: (f.source, f.kind, f.fingerprint))
+    def findings(self, *, latent: bool = False) -> list[Finding]:
+        """
+        Return every finding, each with all its members so far, in a stable order.
 
-    def _judge(
-        self, source: str, fp: str, group: _Group, new: list[Finding], *, later: bool = False
-    ) -> list[Finding]:
-        if later and self._explained(source, group):
-            return []
-        findings = []
-        for kind in group.kinds():
-            finding = self._finding(source, kind, fp, group, later=later)
-            findings.append(finding)
-            if (later, source, fp, kind) not in self._announced:
-                self._announced.add((later, source, fp, kind))
-                new.append(finding)
-        return findings
+        With ``latent``, also the duplicates nobody drew from (``used`` false).
+        """
+        found = [f for f in self._gathered() if latent or f.used]
+        return sorted(found, key=lambda f: (not f.used, f.source, f.kinds, f.fingerprint))
+
+    def observed(self) -> Observed:
+        """Say what the ledger has seen: processes, generations, workers per generation, ranks."""
+        workers: dict[int, set[int]] = {}
+        for member in self._members:
+            if member.worker is not None:
+                workers.setdefault(member.generation, set()).add(member.worker)
+        return Observed(
+            processes=len(self._members),
+            generations=len({member.generation for member in self._members}),
+            most_workers=max((len(ids) for ids in workers.values()), default=0),
+            ranks=len(self._ranks),
+            resumed=any(member.resumed for member in self._members),
+        )
+
+    def _judge(self, involves: Callable[[Finding], bool], recorded: Recorded) -> None:
+        """Gather findings; note the new ones and those involving the reporter."""
+        for finding, identity in self._gathered_with_identity():
+            if not finding.used:
+                if (identity, "latent") not in self._announced:
+                    self._announced.add((identity, "latent"))
+                    recorded.latent.append(finding)
+                continue
+            if involves(finding):
+                recorded.involving.append(finding)
+            if (identity, "used") not in self._announced:  # one announcement per problem
+                self._announced.add((identity, "used"))
+                recorded.new.append(finding)
+
+    def _gathered(self) -> list[Finding]:
+        return [finding for finding, _ in self._gathered_with_identity()]
+
+    def _gathered_with_identity(self) -> list[tuple[Finding, Hashable]]:
+        """Gather the repeating streams into findings, one per problem (see the module doc)."""
+        problems: dict[tuple[Hashable, ...], list[_Candidate]] = {}
+        for candidate in self._candidates():
+            meta = self._book(candidate.later).kinds[candidate.source]
+            owner = _owner_key(candidate.source, meta)
+            problem: tuple[Hashable, ...] = (
+                candidate.later,
+                candidate.used,
+                owner,
+                candidate.kinds,
+            )
+            problems.setdefault(problem, []).append(candidate)
+        gathered: list[tuple[Finding, Hashable]] = []
+        for problem, candidates in problems.items():
+            finding = self._finding(candidates)
+            gathered.append((finding, (*problem[:3], finding.source)))
+        gathered.extend(
+            (self._overlap_finding(source, overlap), ("overlap", source))
+            for source, overlap in self._overlaps.items()
+        )
+        return gathered
+
+    def _candidates(self) -> Iterable[_Candidate]:
+        for later, book in ((False, self._first), (True, self._later)):
+            for source in book.streams:
+                if source in self._expect_shared:
+                    continue
+                by_design = book.kinds[source].holder in SHARED_ACROSS_WORKERS
+                for key, group in book.groups(source):
+                    kinds = tuple(k for k in group.kinds() if not (by_design and k == "workers"))
+                    if kinds and not (later and self._explained(source, group)):
+                        used = (source, key) in book.used
+                        yield _Candidate(later, source, key, group, kinds, used)
+
+    def _book(self, later: bool) -> _Book:
+        return self._later if later else self._first
 
     def _explained(self, source: str, group: _Group) -> bool:
         """Whether a repeat seen after the first item is one the first look found already."""
         members = set(group.members)
         return any(members <= set(first.members) for _, first in self._first.groups(source))
 
-    def _finding(
-        self, source: str, kind: Kind, fp: str, group: _Group, *, later: bool = False
-    ) -> Finding:
-        everyone = [*group.members, *group.remote.values()] if kind == "ranks" else group.members
-        members = tuple(sorted(everyone, key=Member.sort_key))
-        what = (self._later if later else self._first).kinds[source]
-        hint = hint_for(source, what.origin, kind, members, place=what.place, born_late=later)
-        return Finding(source, kind, members, fp, hint)
+    def _finding(self, candidates: list[_Candidate]) -> Finding:
+        first = candidates[0]
+        book = self._book(first.later)
+        meta = book.kinds[first.source]
+        kinds = tuple(k for k in KINDS if any(k in c.kinds for c in candidates))
+        members = {m for c in candidates for m in c.group.everyone(c.kinds)}
+        ordered = tuple(sorted(members, key=Member.sort_key))
+        sources: list[str] = []
+        for candidate in sorted(candidates, key=lambda c: (_depth(c.source), c.source)):
+            for name in (candidate.source, *book.kinds[candidate.source].aliases):
+                if name not in sources:
+                    sources.append(name)
+        evidence = Evidence(
+            source=first.source,
+            origin=meta.origin,
+            place=meta.place,
+            holder=meta.holder,
+            owner=meta.owner,
+            kinds=kinds,
+            members=ordered,
+            born_late=first.later,
+            sources=tuple(sources),
+        )
+        return Finding(
+            sources=tuple(sources),
+            kinds=kinds,
+            members=ordered,
+            fingerprints=tuple(sorted({f"{c.key:016x}" for c in candidates})),
+            hint=hint_for(evidence),
+            owner=owner_label(evidence),
+            used=first.used,
+        )
+
+    def _index_overlap(self, source: str, stream: Stream, member: Member) -> bool:
+        """
+        Index a used stream's first draws; return whether it overlaps another process's.
+
+        Stream B overlaps stream A at offset k when B's first two draws are A's
+        draws k and k+1: B is A advanced by k draws (a shared generator each
+        worker advances by its id), for k up to :data:`MAX_OVERLAP`. One
+        process's own streams never overlap each other: it draws them in turn.
+        """
+        prefix = stream.prefix
+        if not prefix or len(prefix) % OVERLAP_SPAN:
+            return False
+        width = len(prefix) // OVERLAP_SPAN
+        head = prefix[: 2 * width]
+        windows = [(prefix[k * width : (k + 2) * width], k) for k in range(1, OVERLAP_SPAN - 1)]
+        found = False
+        for other_source, behind, behind_fp, k in self._windows.get(head, ()):
+            if other_source == source and behind.pid != member.pid:
+                found |= self._note_overlap(source, (behind, behind_fp), (member, stream), k)
+        for window, k in windows:
+            for other_source, ahead, ahead_fp in self._heads.get(window, ()):
+                if other_source == source and ahead.pid != member.pid:
+                    found |= self._note_overlap(
+                        source, (member, stream.fingerprint), (ahead, ahead_fp), k
+                    )
+        if self._indexed + len(windows) + 1 <= MAX_WINDOWS:
+            self._indexed += len(windows) + 1
+            self._heads.setdefault(head, []).append((source, member, stream.fingerprint))
+            for window, k in windows:
+                self._windows.setdefault(window, []).append((source, member, stream.fingerprint, k))
+        return found
+
+    def _note_overlap(
+        self,
+        source: str,
+        behind: tuple[Member, str],
+        ahead: tuple[Member, str | Stream],
+        offset: int,
+    ) -> bool:
+        ahead_fp = ahead[1].fingerprint if isinstance(ahead[1], Stream) else ahead[1]
+        if behind[1] == ahead_fp:  # equal streams are a duplicate, judged as one
+            return False
+        overlap = self._overlaps.setdefault(source, _Overlap(offset=offset))
+        overlap.offset = min(overlap.offset, offset)
+        overlap.members.update((behind[0], ahead[0]))
+        overlap.fingerprints.update((behind[1], ahead_fp))
+        return True
+
+    def _overlap_finding(self, source: str, overlap: _Overlap) -> Finding:
+        members = tuple(sorted(overlap.members, key=Member.sort_key))
+        meta = self._first.kinds[source]
+        evidence = Evidence(
+            source=source,
+            origin=meta.origin,
+            place=meta.place,
+            holder=meta.holder,
+            owner=meta.owner,
+            kinds=("overlap",),
+            members=members,
+            sources=(source, *meta.aliases),
+        )
+        return Finding(
+            sources=(source, *meta.aliases),
+            kinds=("overlap",),
+            members=members,
+            fingerprints=tuple(sorted(overlap.fingerprints)),
+            hint=hint_for(evidence),
+            owner=owner_label(evidence),
+            offset=overlap.offset,
+        )
+
+
+def _owner_key(source: str, stream: Stream) -> tuple[str, ...]:
+    """
+    Say what a repeating stream belongs to, as far as its fix goes.
+
+    The globals; one custom source; the object of a library that has its own
+    way to reseed (every generator in it, one fix); or, in the pipeline's own
+    code, an owner object and the kind of place (an attribute, a closure, a
+    class attribute need different fixes).
+    """
+    if stream.origin in ("global", RESEEDED_GLOBAL):
+        return ("globals",)
+    if stream.origin == "custom":
+        return ("custom", source)
+    library = stream.holder.partition(".")[0]
+    if library in LIBRARIES:
+        return ("library", library, stream.owner)
+    return ("owner", stream.owner, stream.place)
+
+
+def _depth(source: str) -> int:
+    """How deep a path reaches: the shallower generator is named first."""
+    return source.count(".") + source.count("[")

@@ -62,6 +62,13 @@ class MonitoredLoader(wrapt.BaseObjectProxy, MonitoredMarker):  # type: ignore[t
         """The monitored dataset the loader iterates over."""
         return self._self_shadow.dataset  # type: ignore[return-value]
 
+    def __getattr__(self, name: str) -> Any:
+        # The shadow is the loader that iterates: its methods see its own state
+        # (torchdata's state_dict() and load_state_dict() resume what ran).
+        if name.startswith("_self_") or name == "__wrapped__":
+            raise AttributeError(name)
+        return getattr(self._self_shadow, name)
+
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_self_") or name == "__wrapped__":
             super().__setattr__(name, value)
@@ -76,10 +83,12 @@ class MonitoredLoader(wrapt.BaseObjectProxy, MonitoredMarker):  # type: ignore[t
         dataset, monitor = self.dataset, self._self_monitor
         epoch, self._self_epochs = self._self_epochs, self._self_epochs + 1
         settle(dataset)
+        # A torchdata StatefulDataLoader given a saved state resumes it in this iter().
+        resumed = getattr(self._self_shadow, "next_iter_state", None) is not None
         # After iter(): the epoch's base seed is drawn and any reseeding inside the
         # loader (a subclass, a sampler) has happened; no sample is fetched yet.
         iterator = iter(self._self_shadow)
-        report = monitor.take(dataset, epoch=(id(self), epoch))
+        report = monitor.take(dataset, epoch=(id(self), epoch), resumed=resumed)
         # A source that has not moved since the last epoch ended continues its stream:
         # only a source that was drawn from and then put back is an epoch repeat.
         moved = {

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import replace
+from multiprocessing.util import Finalize
 
 import structlog
 from torch.utils.data import get_worker_info
@@ -17,11 +19,19 @@ from torch.utils.data import get_worker_info
 from seedwatch._collector import Collector, collector_for
 from seedwatch._config import MonitorConfig
 from seedwatch._errors import DuplicateStreamError
-from seedwatch._finding import Finding
-from seedwatch._probe import FirstLook, look, look_again, report_of, take_report
+from seedwatch._finding import Findings
+from seedwatch._probe import (
+    FirstLook,
+    SecondLook,
+    drawn_since,
+    look,
+    look_after,
+    report_of,
+    take_report,
+)
 from seedwatch._ranks import RankSync
 from seedwatch._report import Report
-from seedwatch._transport import Channel, send
+from seedwatch._transport import EXIT_TIMEOUT_S, Channel, send
 from seedwatch._wire import MalformedError, decode_verdict, encode_request
 
 _log = structlog.get_logger("seedwatch")
@@ -71,9 +81,11 @@ class Monitor:
             return collector.channel
         return self._channel
 
-    def take(self, dataset: object, *, epoch: tuple[int, int] | None = None) -> Report:
+    def take(
+        self, dataset: object, *, epoch: tuple[int, int] | None = None, resumed: bool = False
+    ) -> Report:
         """Fingerprint every source this process sees from ``dataset``; deliver nothing."""
-        return take_report(dataset, self.config.draws, epoch=epoch)
+        return take_report(dataset, self.config.draws, epoch=epoch, resumed=resumed)
 
     def watch(self, dataset: object) -> Watch:
         """Look at ``dataset``'s streams before this process serves its first item."""
@@ -115,7 +127,7 @@ class Monitor:
         """Read what workers sent and what other ranks said (see :meth:`Collector.sync`)."""
         self.collector().sync()
 
-    def findings(self) -> list[Finding]:
+    def findings(self) -> Findings:
         """Return every finding so far (see :meth:`Collector.findings`)."""
         return self.collector().findings()
 
@@ -164,13 +176,50 @@ class Watch:
         monitor = self._monitor
 
         def take() -> Report:
-            later = {}
-            if served:
-                later = look_again(self._dataset, monitor.config.draws, first, *more)
-            return report_of(first.streams, later)
+            if not served:  # nothing was drawn: every stream is latent here
+                return report_of({k: replace(v, used=False) for k, v in first.streams.items()})
+            after = look_after(self._dataset, monitor.config.draws, first, *more)
+            streams = {
+                name: stream if name in after.moved else replace(stream, used=False)
+                for name, stream in first.streams.items()
+            }
+            report = report_of(streams, after.later)
+            if after.latent and get_worker_info() is not None:
+                _check_at_exit(monitor, report, after)
+            return report
 
         if served if strict_verdict is None else strict_verdict:
             monitor.deliver_taken(take)
         else:
             with contextlib.suppress(DuplicateStreamError):
                 monitor.deliver_taken(take)
+
+
+def _check_at_exit(monitor: Monitor, report: Report, after: SecondLook) -> None:
+    """
+    When this worker exits, say which of its latent streams it drew from after all.
+
+    A generator used for some items only (the second dataset of a concatenation,
+    a rare augmentation) is unmoved at the second look. A worker exits at the end
+    of its epoch (or of training, with persistent workers); the loader joins it
+    before the epoch's loop ends, so its note is in before ``findings()`` reads.
+    """
+
+    def note() -> None:
+        try:
+            first, late = drawn_since(after, monitor.config.draws)
+            if not (first or late):
+                return
+            used = replace(
+                report,
+                streams={name: replace(report.streams[name], used=True) for name in first},
+                later={name: replace(report.later[name], used=True) for name in late},
+            )
+            channel = monitor.channel()
+            if channel is not None:
+                frame = encode_request(used, channel.token, awaits_verdict=False)
+                send(channel, frame, await_reply=False, timeout=EXIT_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - a worker's exit must not fail on our account
+            _log.warning("seedwatch_internal_error", error=repr(exc))
+
+    Finalize(None, note, exitpriority=10)

@@ -3,7 +3,7 @@ The worker side of judgement: fingerprint every stream this process can see, and
 
 A process looks twice: before serving its first item (:func:`look`), which
 catches every stream that is there from the start, and right after it
-(:func:`look_again`), which catches what only exists or restarts while items
+(:func:`look_after`), which catches what only exists or restarts while items
 are served: generators created lazily, re-created per item or living in an
 iterable's running frame, and globals reseeded inside ``__getitem__``.
 
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
+import types
 from dataclasses import dataclass
 
 import structlog
@@ -26,10 +28,11 @@ from seedwatch._generators import (
     GLOBAL_SOURCES,
     fingerprint,
     global_draws,
+    is_fresh,
     type_label,
     upcoming_draws,
 )
-from seedwatch._report import RESEEDED_GLOBAL, Report, Stream
+from seedwatch._report import OVERLAP_SPAN, RESEEDED_GLOBAL, Report, Stream
 from seedwatch._sources import custom_sources
 
 _log = structlog.get_logger("seedwatch")
@@ -42,11 +45,14 @@ class FirstLook:
 
     ``seen`` keeps the generators found alive until the second look, so a
     generator re-created while serving is never mistaken for one seen before
-    (a freed object's id can be reused).
+    (a freed object's id can be reused). ``generators`` are the found ones by
+    path, and ``custom`` the custom sources read, so the second look can tell
+    which streams moved.
     """
 
     streams: dict[str, Stream]
     seen: tuple[object, ...]
+    generators: tuple[tuple[str, object], ...] = ()
 
 
 def look(dataset: object, draws: int) -> FirstLook:
@@ -71,37 +77,103 @@ def look(dataset: object, draws: int) -> FirstLook:
             known.append(rng)
     found = find_generators(dataset, known=known)
     streams.update(_generator_streams(found, draws))
-    return FirstLook(streams, (*known, *(item.generator for item in found)))
+    generators = tuple((item.path, item.generator) for item in found if item.path in streams)
+    return FirstLook(streams, (*known, *(item.generator for item in found)), generators)
 
 
-def look_again(
+@dataclass(frozen=True)
+class SecondLook:
+    """What serving items changed: the streams that moved, and streams new since the first look."""
+
+    moved: frozenset[str]
+    later: dict[str, Stream]
+    #: What was not drawn from yet, to check once more when the worker exits: the
+    #: name, the generator (``None`` for a global), its fingerprint, and whether
+    #: it was born late (seen by this look, not the first).
+    latent: tuple[tuple[str, object | None, str, bool], ...] = ()
+
+
+def look_after(
     dataset: object, draws: int, first: FirstLook, *more: tuple[str, object]
-) -> dict[str, Stream]:
+) -> SecondLook:
     """
-    After serving items, fingerprint what the first look could not have seen.
+    Look again after serving items, and say which first-look streams moved.
 
-    That is the globals (a ``torch.manual_seed(c)`` inside ``__getitem__``
-    restarts them at the same point in every worker), and every generator
-    that was not there before: created lazily or re-created while serving, or
-    living in a running iterator's frame (``more``).
+    The second look fingerprints what the first could not have seen: the globals
+    (a ``torch.manual_seed(c)`` inside ``__getitem__`` restarts them at the same
+    point in every worker), and every generator that was not there before:
+    created lazily or re-created while serving, or living in a running
+    iterator's frame (``more``). A stream that did not move while the process
+    served items was not drawn from there: a duplicate of it is latent, not a
+    finding. A custom source is taken as used: reading it again costs its owner.
     """
-    streams = {}
+    moved = {name for name, stream in first.streams.items() if stream.origin == "custom"}
+    latent: list[tuple[str, object | None, str, bool]] = []
+    later = {}
     for name in GLOBAL_SOURCES:
         stream = _global_stream(name, draws, RESEEDED_GLOBAL)
         if stream.fingerprint != first.streams[name].fingerprint:  # unmoved: nothing new
-            streams[name] = stream
-    streams.update(_generator_streams(find_generators(dataset, *more, known=first.seen), draws))
-    return streams
+            later[name] = stream
+            moved.add(name)
+        else:
+            latent.append((name, None, stream.fingerprint, False))
+    for path, rng in first.generators:
+        fp = first.streams[path].fingerprint
+        if _fingerprint_now(path, rng, draws, fp) != fp:
+            moved.add(path)
+        else:
+            latent.append((path, rng, fp, False))
+    found = find_generators(dataset, *more, known=first.seen)
+    born = _generator_streams(found, draws, born_late=True)
+    later.update(born)
+    latent.extend(
+        (item.path, item.generator, born[item.path].fingerprint, True)
+        for item in found
+        if item.path in born and not born[item.path].used
+    )
+    return SecondLook(frozenset(moved), later, tuple(latent))
 
 
-def take_report(dataset: object, draws: int, *, epoch: tuple[int, int] | None = None) -> Report:
+def drawn_since(second: SecondLook, draws: int) -> tuple[set[str], set[str]]:
+    """
+    Return which latent streams of the second look were drawn from since.
+
+    Two sets: streams of the first look, and streams born late (see
+    :attr:`Report.later`). Cheap: no walk, one read per latent stream.
+    """
+    first: set[str] = set()
+    late: set[str] = set()
+    for name, rng, fp, born_late in second.latent:
+        if rng is None:
+            moved = _global_stream(name, draws, "global").fingerprint != fp
+        elif born_late:
+            moved = not is_fresh(rng)
+        else:
+            moved = _fingerprint_now(name, rng, draws, fp) != fp
+        if moved:
+            (late if born_late else first).add(name)
+    return first, late
+
+
+def _fingerprint_now(path: str, rng: object, draws: int, before: str) -> str:
+    """Fingerprint a generator again; an unreadable one is taken as unmoved."""
+    try:
+        return fingerprint(upcoming_draws(rng, draws))
+    except Exception as exc:  # noqa: BLE001 - unreadable now: leave it as it was
+        _log.debug("unreadable_generator", source=path, error=repr(exc))
+        return before
+
+
+def take_report(
+    dataset: object, draws: int, *, epoch: tuple[int, int] | None = None, resumed: bool = False
+) -> Report:
     """
     Fingerprint every source this process can see now (see :func:`look`), as a report.
 
     ``epoch`` is ``(loader id, epoch)`` for a monitored loader's main-process
-    epochs (see :func:`generation_key`).
+    epochs (see :func:`generation_key`); ``resumed``: its loader restored a saved state.
     """
-    return report_of(look(dataset, draws).streams, epoch=epoch)
+    return report_of(look(dataset, draws).streams, epoch=epoch, resumed=resumed)
 
 
 def report_of(
@@ -109,8 +181,14 @@ def report_of(
     later: dict[str, Stream] | None = None,
     *,
     epoch: tuple[int, int] | None = None,
+    resumed: bool = False,
 ) -> Report:
-    """Say who is drawing: a report of this process's streams (and those seen after a fetch)."""
+    """
+    Say who is drawing: a report of this process's streams (and those seen after a fetch).
+
+    ``resumed`` is for the main process (a loader that restored a saved state);
+    a worker finds out itself (see :func:`_worker_resumed`).
+    """
     info = get_worker_info()
     if info is None:
         # torch.initial_seed() tells a reseed-every-epoch loop apart in the main process too.
@@ -121,6 +199,7 @@ def report_of(
             seed=torch.initial_seed(),
             streams=streams,
             later=later or {},
+            resumed=resumed,
         )
     return Report(
         generation=generation_key(info.id, info.seed),
@@ -129,22 +208,72 @@ def report_of(
         seed=info.seed,
         streams=streams,
         later=later or {},
+        resumed=_worker_resumed(),
     )
 
 
+#: The worker loops that receive a saved state when a loader resumes, and that argument's name.
+_RESUMING_LOOPS = {("torchdata.stateful_dataloader.worker", "_worker_loop"): "worker_state"}
+
+
+def _worker_resumed() -> bool:
+    """
+    Whether this worker was started to resume a saved loader state.
+
+    torchdata's ``StatefulDataLoader`` hands each worker of a resumed iterator its
+    saved state as an argument of the worker loop, which is on this thread's
+    stack: read there, once per worker, without importing torchdata.
+    """
+    frame: types.FrameType | None = sys._getframe(1)  # noqa: SLF001 - the worker loop's arguments
+    for _ in range(64):
+        if frame is None:
+            return False
+        module = str(frame.f_globals.get("__name__"))
+        argument = _RESUMING_LOOPS.get((module, frame.f_code.co_name))
+        if argument is not None:
+            # None when starting afresh; the state, or deleted once restored, when resuming.
+            return frame.f_locals.get(argument, argument) is not None
+        frame = frame.f_back
+    return False
+
+
 def _global_stream(name: str, draws: int, origin: str) -> Stream:
-    return Stream(fingerprint(global_draws(name, draws)), origin)
+    values = global_draws(name, max(draws, OVERLAP_SPAN))
+    width = len(values) // max(draws, OVERLAP_SPAN)
+    return Stream(
+        fingerprint(values[: width * draws]), origin, prefix=values[: width * OVERLAP_SPAN].hex()
+    )
 
 
-def _generator_streams(found: list[Found], draws: int) -> dict[str, Stream]:
+def _generator_streams(
+    found: list[Found], draws: int, *, born_late: bool = False
+) -> dict[str, Stream]:
+    """
+    Fingerprint found generators; one born while serving is used unless it is still fresh.
+
+    A generator created per epoch but never drawn from (a template that a library
+    copies and reseeds) is as seeded: fresh, so latent.
+    """
     streams = {}
-    for path, rng, place in found:
+    for item in found:
+        rng = item.generator
         try:
-            values = upcoming_draws(rng, draws)
+            values = upcoming_draws(rng, max(draws, OVERLAP_SPAN))
+            used = not (born_late and is_fresh(rng))
         except Exception as exc:  # noqa: BLE001 - an unreadable generator is skipped, not fatal
-            _log.debug("unreadable_generator", source=path, error=repr(exc))
+            _log.debug("unreadable_generator", source=item.path, error=repr(exc))
             continue
-        streams[path] = Stream(fingerprint(values), type_label(rng), place)
+        width = len(values) // max(draws, OVERLAP_SPAN)
+        streams[item.path] = Stream(
+            fingerprint(values[: width * draws]),
+            type_label(rng),
+            item.place,
+            used=used,
+            owner=item.owner,
+            holder=item.holder,
+            aliases=item.aliases,
+            prefix=values[: width * OVERLAP_SPAN].hex(),
+        )
     return streams
 
 

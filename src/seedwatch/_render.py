@@ -23,21 +23,20 @@ def render_findings(found: Sequence[Finding]) -> str:
     """Return one block per finding: what repeats, who drew it, and the fix."""
     if not found:
         return "  clean: no duplicate random streams"
-    blocks = [
-        "\n".join(
-            [
-                (
-                    f"  DUPLICATE {finding.source!r} across {finding.kind} "
-                    f"(stream {finding.fingerprint})"
-                ),
-                _wrap_items([m.describe() for m in finding.members], "    drawn by: "),
-                textwrap.fill(
-                    finding.hint, _WIDTH, initial_indent="    fix: ", subsequent_indent=" " * 9
-                ),
-            ]
+    blocks = []
+    for finding in found:
+        streams = len(finding.fingerprints)
+        label = f"{streams} streams" if streams > 1 else f"stream {finding.fingerprint}"
+        lines = [f"  DUPLICATE {finding.what()} across {finding.where()} ({label})"]
+        if len(finding.sources) > 1:
+            lines.append(_wrap_items(list(finding.sources), "    sources: "))
+        lines.append(_wrap_items([m.describe() for m in finding.members], "    drawn by: "))
+        lines.append(
+            textwrap.fill(
+                finding.hint, _WIDTH, initial_indent="    fix: ", subsequent_indent=" " * 9
+            )
         )
-        for finding in found
-    ]
+        blocks.append("\n".join(lines))
     return "\n".join(blocks)
 
 
@@ -56,7 +55,7 @@ def _wrap_items(items: Sequence[str], prefix: str) -> str:
 
 def render_table(found: Sequence[Finding]) -> str:
     """Return findings as a table (source, kind, who, fingerprint), each fix under its row."""
-    rows = [(f.source, f.kind, summarise_members(f), f.fingerprint) for f in found]
+    rows = [(_source_cell(f), _kind_cell(f), summarise_members(f), f.fingerprint) for f in found]
     header = ("SOURCE", "KIND", "WHO", "FINGERPRINT")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
@@ -72,6 +71,17 @@ def render_table(found: Sequence[Finding]) -> str:
             )
         )
     return "\n".join(lines)
+
+
+def _source_cell(finding: Finding) -> str:
+    """``rng``, or ``t.py_random (+10)`` for a finding of eleven generators."""
+    more = len(finding.sources) - 1
+    return f"{finding.source} (+{more})" if more else finding.source
+
+
+def _kind_cell(finding: Finding) -> str:
+    """``workers+epochs``, or ``overlap@3`` for a stream three draws ahead."""
+    return "+".join(f"overlap@{finding.offset}" if k == "overlap" else k for k in finding.kinds)
 
 
 def summarise_members(finding: Finding) -> str:

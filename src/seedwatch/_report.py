@@ -11,6 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+#: How many draws a stream may be ahead of another and still be found overlapping it.
+MAX_OVERLAP = 16
+#: Draws kept per stream for overlap detection: a window of two, at any offset up to the bound.
+OVERLAP_SPAN = MAX_OVERLAP + 2
+
 #: The origin of a global stream seen after a fetch: it moved while an item was served.
 RESEEDED_GLOBAL = "global, reseeded in a fetch"
 
@@ -33,6 +38,18 @@ class Stream:
     fingerprint: str
     origin: str
     place: str = ""
+    #: Whether the stream moved while this process served items: a duplicate that
+    #: nobody draws from is latent, not a finding.
+    used: bool = True
+    #: The path of the outermost object of the library (or the user's code) that
+    #: holds the generator: generators of one owner are one problem.
+    owner: str = ""
+    #: The module and name of what holds it (``albumentations.core.composition.Compose``).
+    holder: str = ""
+    #: Other paths that reach the same generator object.
+    aliases: tuple[str, ...] = ()
+    #: The first draws as hex, one fixed-width field per draw, for overlap detection.
+    prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -46,7 +63,8 @@ class Report:
     process; ``seed`` is the seed PyTorch gave the worker (in the main process,
     ``torch.initial_seed()``). ``streams`` were seen before the process served
     its first item, ``later`` right after it: the globals again, and generators
-    that only appeared while serving.
+    that only appeared while serving. ``resumed``: the process's loader restored
+    a saved state, so a stream equal to an earlier generation's is a replay.
     """
 
     generation: str
@@ -56,3 +74,5 @@ class Report:
     streams: Mapping[str, Stream] = field(default_factory=dict)
     rank: int | None = None
     later: Mapping[str, Stream] = field(default_factory=dict)
+    #: The worker resumed a loader's saved state (a torchdata ``load_state_dict``).
+    resumed: bool = False

@@ -35,6 +35,8 @@ _log = structlog.get_logger("seedwatch")
 
 #: How long a worker waits to connect, send, and (in strict mode) for its verdict.
 CLIENT_TIMEOUT_S = 30.0
+#: How long an exiting worker waits to hand over its last note: the loader is joining it.
+EXIT_TIMEOUT_S = 1.0
 
 #: Gets a frame's body; returns the frame to answer with, or ``None`` for no answer.
 Handler = Callable[[bytes], bytes | None]
@@ -48,16 +50,19 @@ class Channel:
     token: str
 
 
-def send(channel: Channel, frame: bytes, *, await_reply: bool) -> bytes | None:
+def send(
+    channel: Channel, frame: bytes, *, await_reply: bool, timeout: float = CLIENT_TIMEOUT_S
+) -> bytes | None:
     """
     Send one frame to the main process; with ``await_reply``, return its answer's body.
 
-    Returns ``None`` when the main process cannot be reached in time (it exited,
-    or is stuck): the caller carries on unchecked rather than hang training.
+    Returns ``None`` when the main process cannot be reached within ``timeout``
+    seconds a step (it exited, or is stuck): the caller carries on unchecked
+    rather than hang training.
     """
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(CLIENT_TIMEOUT_S)
+            sock.settimeout(timeout)
             sock.connect(channel.address)
             sock.sendall(frame)
             if not await_reply:

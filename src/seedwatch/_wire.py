@@ -6,7 +6,8 @@ Between a worker and its main process (over :mod:`seedwatch._transport`):
 - a *frame*: a 4-byte big-endian length, then that many bytes of JSON;
 - a *request* (worker to main): ``{"token", "await", "report"}``, where ``await``
   asks for a verdict (strict mode) and ``report`` is a :class:`Report` whose
-  ``streams`` and ``later`` map source names to ``[fingerprint, origin, place]``;
+  ``streams`` and ``later`` map source names to a :class:`Stream`'s fields
+  (``fp``, ``origin``, ``place``, ``used``, ``owner``, ``holder``, ``aliases``, ``prefix``);
 - a *verdict* (main to worker): ``{"error"}``, the strict-mode error text or ``null``.
 
 Between ranks (values in the c10d store, see :mod:`seedwatch._ranks`):
@@ -175,11 +176,29 @@ def _plain_report(report: Report) -> dict[str, Any]:
         "rank": report.rank,
         "streams": _plain_streams(report.streams),
         "later": _plain_streams(report.later),
+        "resumed": report.resumed,
     }
 
 
-def _plain_streams(streams: Mapping[str, Stream]) -> dict[str, list[str]]:
-    return {name: [s.fingerprint, s.origin, s.place] for name, s in streams.items()}
+def _plain_streams(streams: Mapping[str, Stream]) -> dict[str, dict[str, Any]]:
+    return {
+        name: {
+            "fp": s.fingerprint,
+            "origin": s.origin,
+            "place": s.place,
+            "used": s.used,
+            "owner": s.owner,
+            "holder": s.holder,
+            "aliases": list(s.aliases),
+            "prefix": s.prefix,
+        }
+        for name, s in streams.items()
+    }
+
+
+#: The most other paths to one generator a report may name.
+MAX_ALIASES = 64
+_PREFIX = re.compile("(?:[0-9a-f]{2}){0,1024}")
 
 
 def _streams(data: object) -> dict[str, Stream]:
@@ -187,10 +206,27 @@ def _streams(data: object) -> dict[str, Stream]:
         raise TypeError("streams must be a JSON object")
     streams = {}
     for name, value in data.items():
-        if not (isinstance(value, list) and len(value) == 3):
-            raise TypeError("a stream must be [fingerprint, origin, place]")
-        fp, origin, place = value
-        streams[_text(name)] = Stream(_fingerprint(fp), _text(origin), _text(place))
+        if not isinstance(value, dict):
+            raise TypeError("a stream must be a JSON object")
+        aliases = value.get("aliases", [])
+        if not isinstance(aliases, list) or len(aliases) > MAX_ALIASES:
+            raise TypeError(f"aliases must be a list of at most {MAX_ALIASES} names")
+        prefix = _text(value.get("prefix", ""))
+        if not _PREFIX.fullmatch(prefix):
+            raise ValueError("a prefix is hex digits, at most 2048")
+        used = value.get("used", True)
+        if not isinstance(used, bool):
+            raise TypeError("used must be true or false")
+        streams[_text(name)] = Stream(
+            _fingerprint(value["fp"]),
+            _text(value["origin"]),
+            _text(value.get("place", "")),
+            used=used,
+            owner=_text(value.get("owner", "")),
+            holder=_text(value.get("holder", "")),
+            aliases=tuple(_text(alias) for alias in aliases),
+            prefix=prefix,
+        )
     return streams
 
 
@@ -205,6 +241,7 @@ def _report(data: object) -> Report:
         streams=_streams(data["streams"]),
         rank=_optional_int(data.get("rank")),
         later=_streams(data.get("later", {})),
+        resumed=data.get("resumed") is True,
     )
 
 

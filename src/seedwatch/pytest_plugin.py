@@ -88,10 +88,13 @@ class SeedwatchFixture:
     def assert_clean(self, monitored: Any) -> None:
         """Fail the test with a readable report if ``monitored`` has findings."""
         __tracebackhide__ = True
+        message = None
         try:
             assert_no_findings(monitored)
         except AssertionError as error:
-            pytest.fail(str(error), pytrace=False)
+            message = str(error)
+        if message is not None:  # failed outside the except block: the report prints once
+            pytest.fail(message, pytrace=False)
 
 
 @pytest.fixture(name="seedwatch")

@@ -31,8 +31,10 @@ def assert_no_findings(monitored: Any) -> None:
 
     found = findings(monitored)
     if found:
+        count = f"{len(found)} problem{'' if len(found) == 1 else 's'}"
         raise AssertionError(
-            f"seedwatch found {len(found)} duplicate random stream(s):\n{render_findings(found)}"
+            f"seedwatch found {count} of duplicate random streams "
+            f"({found.observed.describe()}):\n{render_findings(found)}"
         )
 
 
