@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
 from collections.abc import Iterable
 
 import pytest
@@ -59,14 +61,46 @@ class TestSubmit:
         assert second is not None
         assert second.startswith("seedwatch: duplicate random streams\n- 'rng' repeats across")
 
-    def test_warn_mode_announces_once_and_answers_nothing(self, collector: Collector) -> None:
-        """In warn mode a finding is one log event and one warning, and no verdict."""
+    def test_warn_mode_warns_once_and_answers_nothing(self, collector: Collector) -> None:
+        """In warn mode, in a script, a finding is one warning (no log line), and no verdict."""
         collector.submit(report(1), strict=False)
-        with capture_logs() as logs, pytest.warns(DuplicateStreamWarning, match="'rng'"):
+        with pytest.warns(DuplicateStreamWarning, match="'rng'") as warned:
             verdict = collector.submit(report(2, worker=1), strict=False)
 
         assert verdict is None
+        assert 1 == len(warned)
+
+    def test_structured_logs_get_the_event_instead(
+        self, collector: Collector, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """SEEDWATCH_ANNOUNCE=log: one structlog event, and no warning."""
+        monkeypatch.setenv("SEEDWATCH_ANNOUNCE", "log")
+        collector.submit(report(1), strict=False)
+        with warnings.catch_warnings(), capture_logs() as logs:
+            warnings.simplefilter("error", DuplicateStreamWarning)
+            collector.submit(report(2, worker=1), strict=False)
+
         assert ["duplicate_rng_stream"] == [log["event"] for log in logs]
+
+    def test_both_channels_on_request(
+        self, collector: Collector, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """SEEDWATCH_ANNOUNCE=both: the event and the warning."""
+        monkeypatch.setenv("SEEDWATCH_ANNOUNCE", "both")
+        collector.submit(report(1), strict=False)
+        with capture_logs() as logs, pytest.warns(DuplicateStreamWarning):
+            collector.submit(report(2, worker=1), strict=False)
+
+        assert ["duplicate_rng_stream"] == [log["event"] for log in logs]
+
+    def test_the_warning_points_at_the_callers_code(self, collector: Collector) -> None:
+        """The warning's location is the user's line that fed the report, not seedwatch:0."""
+        collector.submit(report(1), strict=False)
+        with pytest.warns(DuplicateStreamWarning) as warned:
+            line = sys._getframe().f_lineno + 1  # noqa: SLF001 - the line below
+            collector.submit(report(2, worker=1), strict=False)
+
+        assert (__file__, line) == (warned[0].filename, warned[0].lineno)
 
     def test_one_process_reporting_twice_is_not_a_duplicate(self, collector: Collector) -> None:
         """Two copies of a dataset in one process share its streams: not a finding."""

@@ -223,18 +223,21 @@ class TestMainProcess:
             monitored[0]
         assert 1 == monitored[1][0].item()  # it raised once; the dataset still works
 
-    def test_logs_a_structured_event_per_new_finding(self) -> None:
-        """Each new finding is one duplicate_rng_stream event with the finding's keys."""
+    def test_logs_a_structured_event_per_new_finding(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With SEEDWATCH_ANNOUNCE=log, each new finding is one event with the finding's keys."""
+        monkeypatch.setenv("SEEDWATCH_ANNOUNCE", "log")
         monitored = monitor(HoldsGenerator("torch_generator"))
         load(monitored, epochs=1, workers=1)
 
-        with capture_logs() as logs, pytest.warns(DuplicateStreamWarning, match="'rng'"):
+        with capture_logs() as logs:
             monitored[0]
 
         [event] = [log for log in logs if log["event"] == "duplicate_rng_stream"]
         assert "warning" == event["log_level"]
-        assert {"source", "kind", "members", "fingerprint", "hint"} <= set(event)
-        assert ("rng", "epochs") == (event["source"], event["kind"])
+        assert {"source", "sources", "kind", "kinds", "members", "fingerprint", "hint"} <= set(
+            event
+        )
+        assert ("rng", ["epochs"]) == (event["source"], event["kinds"])
 
     def test_strict_follows_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """strict=None reads SEEDWATCH_STRICT when the report is made."""

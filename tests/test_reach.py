@@ -27,7 +27,9 @@ REACH_BAD: list[tuple[str, ...]] = [
     ("reach_pipelines.BAD_NOISE",),  # a module global named by a helper's code
 ]
 CLOSURE_BAD: tuple[str, ...] = ("noise_bad(make_noise.add).rng",)
-STREAM_BAD: list[tuple[str, ...]] = [("ReachStream._noisy().rng_bad", "ReachStream._rows().order_bad")]
+STREAM_BAD: list[tuple[str, ...]] = [
+    ("ReachStream._noisy().rng_bad", "ReachStream._rows().order_bad")
+]
 
 
 def summary(found: list[Finding]) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:

@@ -10,12 +10,13 @@ seedwatch reports, not how workers start, and run under fork only.
 from __future__ import annotations
 
 import random
+import sys
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import ConcatDataset, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Subset
 
 from pipelines import (
     START_METHODS,
@@ -311,6 +312,18 @@ class TestWarnMode:
 
         ours = [w for w in warned if issubclass(w.category, DuplicateStreamWarning)]
         assert ["'rng' repeats across workers"] == [str(w.message)[:28] for w in ours]
+
+    def test_the_warning_points_at_the_loop_that_got_the_batch(self) -> None:
+        """A worker's duplicate, judged on seedwatch's thread, is blamed on the user's loop."""
+        loader = DataLoader(monitor(HoldsGenerator()), batch_size=2, num_workers=2)
+
+        with pytest.warns(DuplicateStreamWarning) as warned:
+            loop = sys._getframe().f_lineno + 1  # noqa: SLF001 - the line below
+            for _batch in loader:
+                pass
+
+        [warning] = [w for w in warned if issubclass(w.category, DuplicateStreamWarning)]
+        assert (__file__, loop) == (warning.filename, warning.lineno)
 
 
 class TestReliability:

@@ -1,16 +1,30 @@
 """
-Telling the user about a new finding: a structlog event and, in warn mode, a warning.
+Telling the user about a new finding, once: a Python warning or a structlog event.
 
 Separate from :mod:`seedwatch._render`, which only makes text: announcing
 touches process-wide logging and warnings, and commands that print their own
 report mute it with :func:`quiet_announcements`.
+
+One channel per finding: by default a :class:`DuplicateStreamWarning`, which
+pytest collects, ``-W error`` raises and ``logging.captureWarnings`` logs,
+pointing at the user's code that consumed the batch (the training loop), not
+at seedwatch. ``SEEDWATCH_ANNOUNCE=log`` makes it a structlog
+``duplicate_rng_stream`` event instead (for applications that read structured
+logs), ``both`` does both. Whether structlog is configured is no guide: test
+helpers and libraries configure it too.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import sysconfig
+import threading
+import types
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import structlog
 
@@ -19,24 +33,91 @@ from seedwatch._finding import Finding
 
 _log = structlog.get_logger("seedwatch")
 
+ANNOUNCE_ENV_VAR = "SEEDWATCH_ANNOUNCE"
+_CHANNELS = {"warn": ("warn",), "log": ("log",), "both": ("warn", "log")}
+
+#: Code that is not the user's: the standard library, installed packages, seedwatch.
+_NOT_USERS = tuple(
+    str(Path(path).resolve())
+    for path in {sysconfig.get_path("stdlib"), sysconfig.get_path("purelib")}
+    | {sysconfig.get_path("platlib"), str(Path(__file__).parent)}
+)
+
+
+def channels() -> tuple[str, ...]:
+    """Return where findings go: ``SEEDWATCH_ANNOUNCE`` (warn, log, both); a warning by default."""
+    return _CHANNELS.get(os.environ.get(ANNOUNCE_ENV_VAR, "").strip().lower(), ("warn",))
+
 
 def announce(findings: Iterable[Finding], *, strict: bool) -> None:
     """
-    Log each finding as a ``duplicate_rng_stream`` event; in warn mode, warn too.
+    Announce each new finding on one channel (see the module docstring).
 
-    In strict mode the reporter raises :class:`DuplicateStreamError` instead of a warning.
+    In strict mode the reporter raises :class:`DuplicateStreamError` instead of a
+    warning. Announcing never fails: a closed stdout or a broken log handler
+    must not cost the verdict.
     """
     for finding in findings:
-        _log.warning("duplicate_rng_stream", **finding.as_dict())
-        if not strict:
-            # Reports arrive on a background thread, with no user frame to point at.
-            warnings.warn_explicit(
-                f"{finding.describe()}. Fix: {finding.hint}",
-                DuplicateStreamWarning,
-                filename="seedwatch",
-                lineno=0,
-                module="seedwatch",
-            )
+        _tell(finding, strict=strict)
+
+
+def _tell(finding: Finding, *, strict: bool) -> None:
+    try:
+        chosen = channels()
+        if "log" in chosen:
+            _log.warning("duplicate_rng_stream", **finding.as_dict())
+        if "warn" in chosen and not strict:
+            _warn(f"{finding.describe()}. Fix: {finding.hint}")
+    except Exception:  # noqa: BLE001, S110 - telling must never break judging
+        pass
+
+
+def note_latent(findings: Iterable[Finding]) -> None:
+    """Log latent duplicates at debug level, for those who read logs (never a warning)."""
+    if "log" not in channels():
+        return
+    try:
+        for finding in findings:
+            _log.debug("latent_duplicate_stream", **finding.as_dict())
+    except Exception:  # noqa: BLE001, S110 - telling must never break judging
+        pass
+
+
+def _warn(message: str) -> None:
+    frame = _users_frame()
+    if frame is None:
+        warnings.warn_explicit(message, DuplicateStreamWarning, "seedwatch", 0, module="seedwatch")
+        return
+    namespace = frame.f_globals
+    warnings.warn_explicit(
+        message,
+        DuplicateStreamWarning,
+        frame.f_code.co_filename,
+        frame.f_lineno,
+        module=str(namespace.get("__name__", "__main__")),
+        registry=namespace.setdefault("__warningregistry__", {}),
+        module_globals=namespace,
+    )
+
+
+def _users_frame() -> types.FrameType | None:
+    """
+    Return the innermost frame of the user's own code in the thread that iterates.
+
+    A worker's report is judged on seedwatch's collector thread, while the
+    main thread waits for the batch inside the DataLoader: its stack leads
+    back to the loop that asked for it.
+    """
+    if threading.current_thread() is threading.main_thread():
+        frame: types.FrameType | None = sys._getframe(1)  # noqa: SLF001 - the way up to the user
+    else:
+        frame = sys._current_frames().get(threading.main_thread().ident or 0)  # noqa: SLF001
+    outermost = None
+    while frame is not None:
+        if not frame.f_code.co_filename.startswith((*_NOT_USERS, "<")):
+            return frame
+        outermost, frame = frame, frame.f_back
+    return outermost
 
 
 @contextmanager

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from seedwatch._announce import announce
+from seedwatch._announce import announce, note_latent
 from seedwatch._finding import Findings, Member
 from seedwatch._ledger import StreamLedger
 from seedwatch._ranks import Elsewhere
@@ -109,8 +109,7 @@ class Collector:
         with self._lock:
             recorded = self._ledger.record(report)
         new, involving = list(recorded.new), list(recorded.involving)
-        for latent in recorded.latent:
-            _log.debug("latent_duplicate_stream", **latent.as_dict())
+        note_latent(recorded.latent)
         for source, fp, elsewhere in self._ranks.share(recorded.streams):
             with self._lock:
                 more_new, more_involving = self._ledger.merge_remote(
