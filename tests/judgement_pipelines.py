@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 FILES = [f"shard-{index:02d}" for index in range(16)]
 
@@ -70,3 +70,26 @@ def reseed_per_worker(worker_id: int) -> None:
     assert info is not None
     dataset: Any = info.dataset
     dataset.rng = np.random.default_rng(info.seed)
+
+
+class NoisyRows(Dataset[torch.Tensor]):
+    """Rows with noise from the torch global, which PyTorch reseeds per worker from the seed."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.tensor([float(index)]) + torch.rand(1)
+
+
+def train_once(history: str, method: str, seed: int) -> list[dict[str, Any]]:
+    """One run of a job: seed, two epochs through two workers, with a history file."""
+    from seedwatch import findings, monitor
+
+    torch.manual_seed(seed)
+    dataset = monitor(NoisyRows(), history=history)
+    loader = DataLoader(dataset, batch_size=2, num_workers=2, multiprocessing_context=method)
+    for _epoch in range(2):
+        for _batch in loader:
+            pass
+    return [finding.as_dict() for finding in findings(dataset)]

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from judgement_pipelines import (
@@ -78,3 +84,59 @@ class TestObserved:
             observed.most_workers,
             observed.can_see(),
         )
+
+
+def run_job(tmp_path: Path, method: str, seed: int) -> list[dict[str, Any]]:
+    """Run the job in a fresh interpreter, as a restart would; return its findings."""
+    code = (
+        "import json, sys\n"
+        "from judgement_pipelines import train_once\n"
+        f"print(json.dumps(train_once({str(tmp_path / 'history.jsonl')!r}, {method!r}, {seed})))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        cwd=Path(__file__).parent,
+    )
+    found: list[dict[str, Any]] = json.loads(result.stdout.splitlines()[-1])
+    return found
+
+
+class TestHistory:
+    @pytest.mark.parametrize("method", ["fork", "spawn"])
+    def test_a_restarted_job_replaying_the_first_run_is_a_resume(
+        self, tmp_path: Path, method: str
+    ) -> None:
+        """The same seed after a restart: every stream of the first run again, from its history."""
+        first = run_job(tmp_path, method, seed=0)
+        second = run_job(tmp_path, method, seed=0)
+
+        assert [] == first
+        [finding] = second
+        assert ["resume"] == finding["kinds"]
+        assert ["torch"] == finding["sources"]  # the one global it draws from
+        runs = {member["run"] for member in finding["members"]}
+        assert "" in runs  # this run...
+        assert 2 == len(runs)  # ...and the one before
+        assert "previous run" in finding["hint"]
+
+    def test_a_restart_seeded_from_where_it_resumes_is_clean(self, tmp_path: Path) -> None:
+        """The hint applied: a restart seeds differently (from its step), nothing replays."""
+        run_job(tmp_path, "fork", seed=0)
+
+        assert [] == run_job(tmp_path, "fork", seed=1000)
+
+    def test_a_damaged_history_is_skipped_line_by_line(self, tmp_path: Path) -> None:
+        """Garbage, truncated and hostile lines cost nothing; the good ones still count."""
+        run_job(tmp_path, "fork", seed=0)
+        history = tmp_path / "history.jsonl"
+        good = history.read_text()
+        history.write_text(
+            "not json\n" + "[" * 100_000 + "\n" + '{"v": 1, "run": 5}\n' + good + '{"v": 1, "ru'
+        )
+
+        [finding] = run_job(tmp_path, "fork", seed=0)
+        assert ["resume"] == finding["kinds"]

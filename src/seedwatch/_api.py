@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import types
 from collections.abc import Iterable
 from typing import Any
@@ -19,13 +20,14 @@ from seedwatch._proxy import isinstance_monitored, monitor_of, wrap
 from seedwatch._ranks import Distributed, RankSync, monitor_label
 
 
-def monitor(
+def monitor(  # noqa: PLR0913 - keyword-only options, each documented
     dataset: Any,
     *,
     strict: bool | None = None,
     draws: int = DEFAULT_DRAWS,
     expect_shared: Iterable[str] = (),
     distributed: bool | Distributed | None = None,
+    history: str | os.PathLike[str] | None = None,
 ) -> Any:
     """
     Wrap ``dataset`` so that duplicate random streams in its workers are reported.
@@ -45,6 +47,10 @@ def monitor(
             ``None`` does so when a default process group is initialized,
             ``False`` never; ``True`` or a :class:`Distributed` (an explicit
             store, rank or key namespace) always, warning if it cannot.
+        history: A file where every run of the job notes the streams it drew, so a
+            job restarted from a checkpoint that replays an earlier run's streams
+            is reported (kind ``"resume"``). Shared safely by ranks and restarts;
+            ``None`` reads ``SEEDWATCH_HISTORY`` (unset: no history).
 
     Returns:
         A proxy that behaves exactly like ``dataset``.
@@ -55,7 +61,7 @@ def monitor(
 
     """
     if isinstance_monitored(dataset):
-        given = _options_given(strict, draws, expect_shared, distributed)
+        given = _options_given(strict, draws, expect_shared, distributed, history)
         if given:
             raise ValueError(
                 f"{type(dataset).__qualname__} is already monitored, with the options it was "
@@ -70,6 +76,7 @@ def monitor(
             draws=draws,
             expect_shared=expect_shared,
             distributed=distributed,
+            history=history,
         )
         return MonitoredLoader(dataset, monitored)
     if isinstance(dataset, _NOT_DATASETS) or not is_dataset(dataset):
@@ -77,13 +84,13 @@ def monitor(
             "seedwatch.monitor() expects a dataset (an object with __getitem__ or __iter__), "
             f"got {type(dataset).__qualname__}"
         )
-    config = new_config(strict, draws, expect_shared)
+    config = new_config(strict, draws, expect_shared, history)
     if distributed is not None and not isinstance(distributed, (bool, Distributed)):
         raise TypeError(
             f"distributed must be True, False, None or seedwatch.Distributed, got {distributed!r}"
         )
     ranks = RankSync(distributed, monitor_label(dataset))
-    collector = collector_for(config.monitor_id, config.expect_shared, ranks)
+    collector = collector_for(config.monitor_id, config.expect_shared, ranks, config.history)
     return wrap(dataset, Monitor(config, collector))
 
 
@@ -113,10 +120,16 @@ _NOT_DATASETS = (str, bytes, bytearray, dict, types.GeneratorType, torch.Tensor,
 
 
 def _options_given(
-    strict: object, draws: object, expect_shared: Iterable[object], distributed: object
+    strict: object,
+    draws: object,
+    expect_shared: Iterable[object],
+    distributed: object,
+    history: object,
 ) -> list[str]:
     """Name the options that differ from monitor()'s defaults."""
     given = [f"strict={strict!r}"] if strict is not None else []
+    if history is not None:
+        given.append(f"history={history!r}")
     if draws != DEFAULT_DRAWS:
         given.append(f"draws={draws!r}")
     if isinstance(expect_shared, str) or tuple(expect_shared or ()):

@@ -22,6 +22,7 @@ import structlog
 
 from seedwatch._announce import announce, note_latent
 from seedwatch._finding import Findings, Member
+from seedwatch._history import History
 from seedwatch._ledger import StreamLedger
 from seedwatch._ranks import Elsewhere
 from seedwatch._render import duplicate_message
@@ -74,13 +75,19 @@ class Collector:
     """
 
     def __init__(
-        self, monitor_id: str, expect_shared: frozenset[str], ranks: Ranks | None = None
+        self,
+        monitor_id: str,
+        expect_shared: frozenset[str],
+        ranks: Ranks | None = None,
+        history: History | None = None,
     ) -> None:
         self.monitor_id = monitor_id
         self.owner_pid = os.getpid()
         self._ranks: Ranks = OneMachine() if ranks is None else ranks
         self._lock = threading.RLock()
-        self._ledger = StreamLedger(expect_shared)
+        self._history = history
+        past = {} if history is None else history.past()
+        self._ledger = StreamLedger(expect_shared, past=past)
         self._server: ReportServer | None = None
         #: Set once the server listens; read without locks by forked children.
         self.channel: Channel | None = None
@@ -108,6 +115,8 @@ class Collector:
             report = replace(report, rank=rank)
         with self._lock:
             recorded = self._ledger.record(report)
+        if self._history is not None:
+            self._history.append(recorded.streams)
         new, involving = list(recorded.new), list(recorded.involving)
         note_latent(recorded.latent)
         for source, fp, elsewhere in self._ranks.share(recorded.streams):
@@ -164,13 +173,17 @@ class Collector:
 
 
 def collector_for(
-    monitor_id: str, expect_shared: frozenset[str], ranks: Ranks | None = None
+    monitor_id: str,
+    expect_shared: frozenset[str],
+    ranks: Ranks | None = None,
+    history: str | None = None,
 ) -> Collector:
     """Return this process's collector for a monitor, creating it on first use."""
     with _registry_lock:
         collector = _collectors.get(monitor_id)
         if collector is None or not collector.owned:
-            collector = Collector(monitor_id, expect_shared, ranks)
+            kept = None if history is None else History(history)
+            collector = Collector(monitor_id, expect_shared, ranks, kept)
             _collectors[monitor_id] = collector
         return collector
 

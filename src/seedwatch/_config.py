@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 STRICT_ENV_VAR = "SEEDWATCH_STRICT"
+HISTORY_ENV_VAR = "SEEDWATCH_HISTORY"
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 
 MIN_DRAWS = 2
@@ -52,15 +53,21 @@ class MonitorConfig:
     strict: bool | None
     draws: int
     expect_shared: frozenset[str]
+    #: Where earlier runs' streams are kept (see :mod:`seedwatch._history`), if anywhere.
+    history: str | None = None
 
     def strict_now(self) -> bool:
         """Resolve ``strict=None`` against the process-wide default, now."""
         return strict_by_default() if self.strict is None else self.strict
 
 
-def new_config(strict: object, draws: object, expect_shared: Iterable[object]) -> MonitorConfig:
+def new_config(
+    strict: object, draws: object, expect_shared: Iterable[object], history: object = None
+) -> MonitorConfig:
     """
     Validate ``monitor()``'s options and return a config with a fresh monitor id.
+
+    ``history=None`` reads ``SEEDWATCH_HISTORY``; an empty value means none.
 
     Raises:
         TypeError: An option has the wrong type (the message names it).
@@ -69,11 +76,16 @@ def new_config(strict: object, draws: object, expect_shared: Iterable[object]) -
     """
     if strict is not None and not isinstance(strict, bool):
         raise TypeError(f"strict must be True, False or None, got {strict!r}")
+    if history is None:
+        history = os.environ.get(HISTORY_ENV_VAR) or None
+    if history is not None and not isinstance(history, (str, os.PathLike)):
+        raise TypeError(f"history must be a file path or None, got {history!r}")
     return MonitorConfig(
         monitor_id=os.urandom(8).hex(),
         strict=strict,
         draws=_validated_draws(draws),
         expect_shared=_validated_names(expect_shared),
+        history=None if history is None else os.fspath(history),
     )
 
 

@@ -16,7 +16,7 @@ only on request.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from seedwatch._finding import KINDS, Finding, Kind, Member, Observed
@@ -41,6 +41,8 @@ class _Group:
     #: How many processes on other ranks drew the stream, and the ones known by name.
     elsewhere: int = 0
     remote: dict[tuple[int | None, int, int | None, int], Member] = field(default_factory=dict)
+    #: Processes of earlier runs that drew it (from the history file).
+    past: Sequence[Member] = ()
 
     def kinds(self) -> list[Kind]:
         generations = [member.generation for member in self.members]
@@ -49,15 +51,16 @@ class _Group:
             kinds.append("workers")
         if len({m.generation for m in self.members if not m.resumed}) > 1:
             kinds.append("epochs")
-        if len(set(generations)) > 1 and any(m.resumed for m in self.members):
+        if self.past or (len(set(generations)) > 1 and any(m.resumed for m in self.members)):
             kinds.append("resume")
         if self.elsewhere and self.members:
             kinds.append("ranks")
         return kinds
 
     def everyone(self, kinds: Iterable[Kind]) -> list[Member]:
-        """Return the members, with other ranks' where the stream repeats across ranks."""
-        return [*self.members, *self.remote.values()] if "ranks" in kinds else self.members
+        """Return the members, with other ranks' and earlier runs' where those repeat it."""
+        remote = list(self.remote.values()) if "ranks" in kinds else []
+        return [*self.members, *remote, *self.past]
 
 
 @dataclass(frozen=True)
@@ -156,8 +159,14 @@ class StreamLedger:
     plus a bounded number of overlap windows.
     """
 
-    def __init__(self, expect_shared: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        expect_shared: Iterable[str] = (),
+        past: Mapping[tuple[str, str], Sequence[Member]] | None = None,
+    ) -> None:
         self._expect_shared = frozenset(expect_shared)
+        #: Streams earlier runs drew, by (source, fingerprint): a replay is a resume.
+        self._past = past or {}
         self._generations: dict[str, int] = {}
         self._first = _Book()
         self._later = _Book()
@@ -190,6 +199,7 @@ class StreamLedger:
             if stream.used:
                 recorded.streams.append((source, stream.fingerprint, member))
                 touched |= self._index_overlap(source, stream, member)
+                touched |= self._replays(source, stream.fingerprint, key)
             touched |= isinstance(entry, _Group)
         for source, stream in report.later.items():
             entry = self._later.add(source, stream, int(stream.fingerprint, 16), member)
@@ -197,6 +207,18 @@ class StreamLedger:
         if touched:
             self._judge(lambda found: member in found.members, recorded)
         return recorded
+
+    def _replays(self, source: str, fp: str, key: int) -> bool:
+        """Join an earlier run's processes to a stream they drew too; return whether any did."""
+        past = self._past.get((source, fp))
+        if not past:
+            return False
+        streams = self._first.streams[source]
+        entry = streams[key]
+        if isinstance(entry, Member):
+            entry = streams[key] = _Group([entry])
+        entry.past = past
+        return True
 
     def merge_remote(
         self, source: str, fp: str, elsewhere: int, remote: Iterable[Member]

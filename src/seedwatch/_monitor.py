@@ -62,7 +62,7 @@ class Monitor:
         if collector is None or not collector.owned:
             config = self.config
             collector = collector_for(
-                config.monitor_id, config.expect_shared, RankSync(None, "dataset")
+                config.monitor_id, config.expect_shared, RankSync(None, "dataset"), config.history
             )
             self._collector = collector
         return collector

@@ -123,12 +123,13 @@ def encode_member(member: Member) -> str:
     return json.dumps(member.as_dict(), separators=(",", ":"))
 
 
-def decode_member(value: object) -> Member:
+def decode_member(value: object, *, ranked: bool = True) -> Member:
     """
-    Read a member from the store.
+    Read a member from the store (or, not ``ranked``, from a history file line).
 
     Raises:
-        MalformedError: Not a member's JSON (``generation``, ``pid`` and ``rank`` required).
+        MalformedError: Not a member's JSON (``generation`` and ``pid`` required,
+            and ``rank`` when ``ranked``).
 
     """
     data = _json(value)
@@ -139,7 +140,7 @@ def decode_member(value: object) -> Member:
             generation=_int(data["generation"]),
             worker=_optional_int(data["worker"]),
             pid=_int(data["pid"]),
-            rank=_int(data["rank"]),
+            rank=_int(data["rank"]) if ranked else _optional_int(data.get("rank")),
             seed=_optional_int(data["seed"]),
         )
     except (KeyError, TypeError) as exc:
