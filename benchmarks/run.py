@@ -43,7 +43,7 @@ import seedwatch
 from seedwatch._collector import Collector
 from seedwatch._discover import find_generators
 from seedwatch._finding import Member
-from seedwatch._probe import look, look_after, take_report
+from seedwatch._probe import drawn_since, look, look_after, take_report
 from seedwatch._ranks import RankLink
 from seedwatch._report import Report, Stream
 from seedwatch._transport import send
@@ -211,6 +211,7 @@ def first_fetch(quick: bool) -> Row:
 
     report = take_report(many, 16)
     first, every_place = look(many, 16), EveryPlace()
+    unmoved = look_after(many, 16, first)
     collector = Collector("bench", frozenset())
     channel = collector.listen()
     fire = encode_request(report, channel.token, awaits_verdict=False)
@@ -221,6 +222,8 @@ def first_fetch(quick: bool) -> Row:
         "fingerprint_us": micros(lambda: take_report(many, 16)),
         # The second look, right after the first item: globals again, plus new generators.
         "second_look_us": micros(lambda: look_after(many, 16, first)),
+        # At a worker's exit: re-read what had not moved by the second look (here: all of it).
+        "exit_check_us": micros(lambda: drawn_since(unmoved, 16)),
         # The walk alone over a pipeline with a generator in every kind of place.
         "walk_us": micros(lambda: find_generators(every_place)),
         "walk_generators": len(find_generators(every_place)),
@@ -383,12 +386,13 @@ def markdown(results: Row) -> str:
             f"**First fetch per worker** ({first['sources']} sources: 3 globals + 8 instance "
             "generators, 16 draws; µs, median [IQR])",
             "",
-            "| fingerprint (3 globals) | fingerprint (all) | second look | report send "
-            f"| strict round trip | time to first batch, {first['ttfb_start_method']}, "
-            "monitored/raw |",
-            "|---|---|---|---|---|---|",
+            "| fingerprint (3 globals) | fingerprint (all) | second look | exit check "
+            f"| report send | strict round trip | time to first batch, "
+            f"{first['ttfb_start_method']}, monitored/raw |",
+            "|---|---|---|---|---|---|---|",
             f"| {_fmt(first['fingerprint_globals_us'])} | {_fmt(first['fingerprint_us'])} | "
-            f"{_fmt(first['second_look_us'])} | {_fmt(first['send_us'])} | "
+            f"{_fmt(first['second_look_us'])} | {_fmt(first['exit_check_us'])} | "
+            f"{_fmt(first['send_us'])} | "
             f"{_fmt(first['strict_round_trip_us'])} | "
             f"{ttfb['ratio']:.3f} [{ttfb['low']:.3f}, {ttfb['high']:.3f}] |",
             "",

@@ -215,7 +215,7 @@ def test_a_file_target_under_spawn(
 
     assert 1 == status, err
     assert ["rng", "workers", "gen", "0", "x", "worker", "0-1"] == out.splitlines()[1].split()[:7]
-    assert "2 workers, 1 epochs, batch size 2, start method spawn" in err
+    assert "2 workers, 1 epoch, batch size 2, start method spawn" in err
 
 
 def test_a_strict_stop_leaves_no_worker_running(capsys: pytest.CaptureFixture[str]) -> None:

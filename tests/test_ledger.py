@@ -147,10 +147,11 @@ class TestRemoteStreams:
 
 
 def test_the_judge_loads_without_torch() -> None:
-    """Report, wire, ledger and collector import neither torch nor numpy: judging is plain data."""
+    """The judge (report, wire, ledger, hints, history, collector) loads neither torch nor numpy."""
     code = (
         "import sys\n"
         "import seedwatch._collector, seedwatch._ledger, seedwatch._wire, seedwatch._report\n"
+        "import seedwatch._history, seedwatch._hints\n"
         "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))\n"
     )
 

@@ -36,12 +36,26 @@ def sample() -> Report:
         pid=4242,
         seed=99,
         streams={
-            "numpy": Stream("00000000000000ff", "global"),
-            "rng": Stream("000000000000abcd", "random.Random", "attribute"),
+            "numpy": Stream("00000000000000ff", "global", prefix="00ff" * 18),
+            "rng": Stream(
+                "000000000000abcd",
+                "random.Random",
+                "attribute",
+                used=False,
+                owner="t",
+                holder="albumentations.core.composition.Compose",
+                aliases=("t.transforms[0].py_random",),
+            ),
         },
         later={"lazy": Stream("0123456789abcdef", "np.random.Generator(PCG64)", "attribute")},
         rank=3,
+        resumed=True,
     )
+
+
+def stream(**change: object) -> dict[str, object]:
+    """A valid stream's wire form, changed."""
+    return {"fp": "000000000000001f", "origin": "x", "place": "", **change}
 
 
 def body(frame: bytes) -> bytes:
@@ -104,13 +118,21 @@ class TestRequest:
             lambda d: d["report"].pop("streams"),
             lambda d: d["report"].update(pid="4242"),
             lambda d: d["report"].update(worker=True),
-            lambda d: d["report"].update(streams={"rng": ["abcd"]}),
+            lambda d: d["report"].update(streams={"rng": ["000000000000001f", "x", ""]}),
             lambda d: d["report"].update(streams={"rng": "abc"}),
-            lambda d: d["report"].update(streams={"rng": ["0x000000000000001f", "x", ""]}),
-            lambda d: d["report"].update(streams={"rng": ["00000000000000AB", "x", ""]}),
-            lambda d: d["report"].update(later={"rng": ["000000000000001f", "x"]}),
-            lambda d: d["report"].update(streams={"rng": [1, "x"]}),
-            lambda d: d["report"].update(streams={"rng": ["not hex", "x"]}),
+            lambda d: d["report"].update(streams={"rng": stream(fp="0x000000000000001f")}),
+            lambda d: d["report"].update(streams={"rng": stream(fp="00000000000000AB")}),
+            lambda d: d["report"].update(streams={"rng": stream(fp=1)}),
+            lambda d: d["report"].update(streams={"rng": stream(fp="not hex")}),
+            lambda d: d["report"].update(streams={"rng": {"origin": "x"}}),
+            lambda d: d["report"].update(later={"rng": stream(origin=5)}),
+            lambda d: d["report"].update(streams={"rng": stream(used="yes")}),
+            lambda d: d["report"].update(streams={"rng": stream(aliases="t.rng")}),
+            lambda d: d["report"].update(streams={"rng": stream(aliases=["a"] * 65)}),
+            lambda d: d["report"].update(streams={"rng": stream(aliases=[1])}),
+            lambda d: d["report"].update(streams={"rng": stream(prefix="xyz")}),
+            lambda d: d["report"].update(streams={"rng": stream(prefix="abc")}),
+            lambda d: d["report"].update(streams={"rng": stream(prefix="ab" * 1025)}),
             lambda d: d["report"].update(streams=[]),
             lambda d: d.update(report=[1, 2]),
             lambda d: d.pop("report"),

@@ -172,7 +172,9 @@ def _unseen(loader: Any, observed: Observed) -> list[str]:
 
 
 def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
+    """``1 batch``, ``2 batches``."""
+    plural = noun + ("es" if noun.endswith(("ch", "sh", "s")) else "s")
+    return f"{number} {noun if number == 1 else plural}"
 
 
 def _run_epochs(loader: Any, epochs: int, err: TextIO) -> int | None:
@@ -195,7 +197,7 @@ def _run_epochs(loader: Any, epochs: int, err: TextIO) -> int | None:
                 f"the pipeline raised {type(exc).__name__} in epoch {epoch}: {_error_line(exc)}"
             ) from exc
         seconds = time.monotonic() - started
-        err.write(f"\r  epoch {epoch}/{epochs}: {count} batches in {seconds:.1f}s\n")
+        err.write(f"\r  epoch {epoch}/{epochs}: {_count(count, 'batch')} in {seconds:.1f}s\n")
     return None
 
 
@@ -216,8 +218,8 @@ def _describe_run(loader: Any, options: CheckOptions) -> str:
     method = context.get_start_method() if context else torch.multiprocessing.get_start_method()
     where = f"start method {method}" if loader.num_workers else "in the main process"
     return (
-        f"seedwatch check {options.target}: {loader.num_workers} workers, {options.epochs} epochs, "
-        f"batch size {loader.batch_size}, {where}"
+        f"seedwatch check {options.target}: {_count(loader.num_workers, 'worker')}, "
+        f"{_count(options.epochs, 'epoch')}, batch size {loader.batch_size}, {where}"
     )
 
 

@@ -99,8 +99,9 @@ def hint_for(evidence: Evidence) -> str:  # noqa: PLR0911 - one fix per pattern
     if "workers" not in kinds and _base_seed_repeats(evidence.members):
         return (
             "The DataLoader's base seed repeats between epochs, so every worker replays its "
-            "stream: torch.manual_seed (or np.random.seed) runs before each epoch. Seed once "
-            "before training, or pass DataLoader(generator=g) with g seeded once."
+            "stream: torch.manual_seed (or np.random.seed) runs before each epoch, or the "
+            "loader restored a saved base seed. Seed once before training, or pass "
+            "DataLoader(generator=g) with g seeded once."
         )
     if evidence.origin == "global":
         return _global_hint(evidence)
