@@ -223,7 +223,7 @@ def first_fetch(quick: bool) -> Row:
         # The second look, right after the first item: globals again, plus new generators.
         "second_look_us": micros(lambda: look_after(many, 16, first)),
         # At a worker's exit: re-read what had not moved by the second look (here: all of it).
-        "exit_check_us": micros(lambda: drawn_since(unmoved, 16)),
+        "exit_check_us": micros(lambda: drawn_since(unmoved)),
         # The walk alone over a pipeline with a generator in every kind of place.
         "walk_us": micros(lambda: find_generators(every_place)),
         "walk_generators": len(find_generators(every_place)),

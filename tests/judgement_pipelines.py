@@ -6,11 +6,13 @@ Importable (not in a test file) so spawn and forkserver workers can unpickle the
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 FILES = [f"shard-{index:02d}" for index in range(16)]
 
@@ -93,3 +95,16 @@ def train_once(history: str, method: str, seed: int) -> list[dict[str, Any]]:
         for _batch in loader:
             pass
     return [finding.as_dict() for finding in findings(dataset)]
+
+
+class ShuffledEachEpoch(IterableDataset[int]):
+    """Builds random.Random(0) in __iter__: with persistent workers, every epoch alike."""
+
+    def __iter__(self) -> Iterator[int]:
+        info = get_worker_info()
+        start, step = (0, 1) if info is None else (info.id, info.num_workers)
+        order = list(range(start, 16, step))
+        rng = random.Random(0)
+        rng.shuffle(order)
+        for index in order:
+            yield index + int(rng.random() > 0.5)

@@ -13,6 +13,7 @@ import pytest
 from judgement_pipelines import (
     RareAugment,
     SharedCursor,
+    ShuffledEachEpoch,
     ShuffledOnce,
     advance_by_worker_id,
     reseed_per_worker,
@@ -47,6 +48,31 @@ class TestUsedStreams:
 
         [finding] = findings(monitored)
         assert ("rng", ("workers",), True) == (finding.source, finding.kinds, finding.used)
+
+
+class TestPersistentWorkers:
+    def test_an_iterable_rebuilding_its_generator_repeats_every_epoch(self, method: str) -> None:
+        """A persistent worker iterating again is a new epoch: the rebuilt shuffle repeats."""
+        monitored = monitor(ShuffledEachEpoch())
+
+        load(monitored, method=method, epochs=3, workers=1, batch_size=4, persistent_workers=True)
+
+        [finding] = findings(monitored)
+        assert ("epochs",) == finding.kinds
+        assert {0, 1, 2} == {member.generation for member in finding.members}
+        assert 1 == len({member.pid for member in finding.members})  # one worker, three epochs
+
+    def test_streams_that_continue_are_clean(self) -> None:
+        """Persistent workers' globals and held generators continue: nothing repeats."""
+        monitored = monitor(SharedCursor())
+
+        load(monitored, epochs=3, workers=2, persistent_workers=True)
+
+        found = findings(monitored)
+        assert ([("rng", ("workers",))], 2) == (
+            [(f.source, f.kinds) for f in found],
+            found.observed.processes,
+        )
 
 
 class TestOverlap:

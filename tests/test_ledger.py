@@ -288,13 +288,23 @@ class TestUsedStreams:
         [latent] = ledger.findings(latent=True)
         assert (False, ["template"]) == (latent.used, [f.source for f in recorded.latent])
 
-    def test_drawn_from_in_one_worker_is_enough(self) -> None:
-        """A stream that moved in any member of the group is used."""
+    def test_a_stream_only_one_worker_drew_is_no_repeat_yet(self) -> None:
+        """Held by two workers, drawn by one: nobody drew the same numbers twice, yet."""
         ledger = StreamLedger()
         ledger.record(owned("g0", 0, used=False, rng="x"))
         ledger.record(owned("g0", 1, used=True, rng="x"))
 
-        assert [True] == [finding.used for finding in ledger.findings()]
+        assert [] == ledger.findings(latent=True)
+
+    def test_a_late_note_of_use_makes_it_a_repeat(self) -> None:
+        """The other worker's exit note says it drew too: now the stream repeats."""
+        ledger = StreamLedger()
+        ledger.record(owned("g0", 0, used=False, rng="x"))
+        ledger.record(owned("g0", 1, used=True, rng="x"))
+
+        recorded = ledger.record(owned("g0", 0, used=True, rng="x"))  # worker 0, at its exit
+
+        assert [("workers",)] == [finding.kinds for finding in recorded.new]
 
 
 class TestResume:
@@ -378,3 +388,42 @@ class TestObserved:
         ledger.record(report("g1", 0, numpy="b"))
 
         assert ("epochs",) == ledger.observed().can_see()
+
+
+class TestLateUse:
+    def test_a_latent_first_look_explains_no_later_repeat(self) -> None:
+        """'rng' only shuffles in __init__ (latent), then is re-created per item alike: reported."""
+        ledger = StreamLedger()
+        for generation, worker in (("g0", 0), ("g1", 0)):
+            first = owned(generation, worker, used=False, rng="init")
+            late = {"rng": Stream(fp("per item"), "np.random.Generator(PCG64)", "attribute")}
+            ledger.record(replace(first, later=late))
+
+        [finding] = ledger.findings()
+        assert ("rng", ("epochs",)) == (finding.source, finding.kinds)
+        assert "created while items are served" in finding.hint
+
+    def test_streams_born_late_meet_earlier_runs(self) -> None:
+        """A generator created while serving, drawn by an earlier run too: a resume."""
+        past = {("lazy", fp("l")): [Member(0, 0, 1, run="before")]}
+        ledger = StreamLedger(past=past)
+        late = {"lazy": Stream(fp("l"), "np.random.Generator(PCG64)", "attribute")}
+
+        recorded = ledger.record(Report("g0", 0, 7, 1, {}, later=late))
+
+        assert [("lazy", ("resume",))] == [(f.source, f.kinds) for f in recorded.new]
+        assert [("lazy", fp("l"))] == [(source, value) for source, value, _ in recorded.streams]
+
+    def test_a_stream_drawn_late_is_shared_and_compared_once(self) -> None:
+        """The exit note's newly used stream goes to ranks and history, and overlap, once."""
+        ledger = StreamLedger()
+        ledger.record(
+            replace(
+                shifted(0, 0), streams={"rng": replace(shifted(0, 0).streams["rng"], used=False)}
+            )
+        )
+
+        noted = ledger.record(shifted(0, 0))  # the same process, at its exit: it drew
+        again = ledger.record(shifted(0, 0))
+
+        assert (1, 0) == (len(noted.streams), len(again.streams))

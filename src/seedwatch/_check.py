@@ -172,8 +172,8 @@ def _unseen(loader: Any, observed: Observed) -> list[str]:
 
 
 def _count(number: int, noun: str) -> str:
-    """``1 batch``, ``2 batches``."""
-    plural = noun + ("es" if noun.endswith(("ch", "sh", "s")) else "s")
+    """``1 batch``, ``2 batches``, ``2 epochs``."""
+    plural = "batches" if noun == "batch" else f"{noun}s"
     return f"{number} {noun if number == 1 else plural}"
 
 

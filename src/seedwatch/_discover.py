@@ -119,7 +119,7 @@ class Found(NamedTuple):
     aliases: tuple[str, ...] = ()
 
 
-#: Wrappers (bound methods, partials) that belong to whoever holds them.
+#: Wrappers (bound methods, builtins) that belong to whoever holds them.
 _TRANSPARENT_PACKAGES = frozenset({"builtins", "functools"})
 
 #: How many other paths to one generator are named, at most.
@@ -227,6 +227,9 @@ def _lineage_of(obj: object, path: str, parent: _Lineage) -> _Lineage:
     kind = type(obj)
     if kind in (list, tuple, dict):  # a container belongs to whoever holds it
         return parent
+    if issubclass(kind, functools.partial):
+        obj = _PARTIAL_FIELDS[0].__get__(obj)  # what it holds is its function's
+        kind = type(obj)
     if kind is types.FunctionType:
         function: Any = obj
         holder = f"{_module_name(function.__module__)}.{_short(function.__qualname__)}"
@@ -281,8 +284,8 @@ def _object_children(path: str, obj: object, hops: int, seen: set[int]) -> Itera
     if issubclass(type(obj), functools.partial):
         func, args, keywords = (field.__get__(obj) for field in _PARTIAL_FIELDS)
         yield f"{_dot(path)}func", func, hops, None
-        yield f"{_dot(path)}args", args, hops, None
-        yield f"{_dot(path)}keywords", keywords, hops, None
+        yield f"{_dot(path)}args", args, hops, "closure"  # bound arguments, as a closure's
+        yield f"{_dot(path)}keywords", keywords, hops, "closure"
     attributes = _attributes(obj)
     for count, (name, value) in enumerate(attributes.items()):
         if count >= MAX_ITEMS_PER_CONTAINER:

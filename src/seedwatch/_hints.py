@@ -72,7 +72,7 @@ def owner_label(evidence: Evidence) -> str:
     """Say who holds the generators, for a library: ``albumentations Compose at 't'``."""
     if evidence.origin in _GLOBALS:
         return "process globals" if len(evidence.sources) > 1 else ""
-    if evidence.library not in _LIBRARY_HINTS:
+    if not has_library_fix(evidence.holder):
         return ""
     where = f" at {evidence.owner!r}" if evidence.owner else ""
     return f"{evidence.library}{where}"
@@ -92,16 +92,22 @@ def hint_for(evidence: Evidence) -> str:  # noqa: PLR0911 - one fix per pattern
             "DataLoader(generator=torch.Generator().manual_seed(base_seed + rank))."
         )
     library = _LIBRARY_HINTS.get(evidence.library)
-    if library is not None and evidence.origin not in _GLOBALS:
+    if library is not None and has_library_fix(evidence.holder):
         return library(evidence)
     if evidence.born_late:
         return _late_hint(evidence)
     if "workers" not in kinds and _base_seed_repeats(evidence.members):
+        also = (
+            " If 'numpy' still repeats after that, a worker_init_fn seeds it from worker_id: "
+            "use np.random.seed(torch.initial_seed() % 2**32)."
+            if "numpy" in (evidence.sources or (evidence.source,))
+            else ""
+        )
         return (
             "The DataLoader's base seed repeats between epochs, so every worker replays its "
             "stream: torch.manual_seed (or np.random.seed) runs before each epoch, or the "
             "loader restored a saved base seed. Seed once before training, or pass "
-            "DataLoader(generator=g) with g seeded once."
+            f"DataLoader(generator=g) with g seeded once.{also}"
         )
     if evidence.origin == "global":
         return _global_hint(evidence)
@@ -224,7 +230,9 @@ def _resume_hint(evidence: Evidence) -> str:
             "history file): the restarted job seeds as the first one did, so the epochs after "
             "the checkpoint get the randomness of the ones before it. Restore the RNG states "
             "saved with the checkpoint (torch.get_rng_state(), the loader's generator), or "
-            "seed the restarted job from the step it resumes at: torch.manual_seed(seed + step)."
+            "seed the restarted job from the step it resumes at: torch.manual_seed(seed + step). "
+            "If this run is no restart of that one (a rerun, a sweep), give each job its own "
+            "history file."
         )
     return (
         f"A loader resumed from a saved state (torchdata StatefulDataLoader.load_state_dict) "
@@ -302,6 +310,15 @@ _LIBRARY_HINTS: dict[str, Callable[[Evidence], str]] = {
     "webdataset": _webdataset_hint,
 }
 
+#: The part of each library whose generators its fix is for: all of it, but for Hugging
+#: Face datasets only the iterable machinery (a user's transform is the user's to fix).
+_LIBRARY_PARTS = {
+    "albumentations": "albumentations.",
+    "monai": "monai.",
+    "datasets": "datasets.iterable_dataset.",
+    "webdataset": "webdataset.",
+}
+
 #: Libraries with their own fix: their generators are gathered by owner object.
 LIBRARIES = frozenset(_LIBRARY_HINTS)
 
@@ -309,3 +326,9 @@ LIBRARIES = frozenset(_LIBRARY_HINTS)
 #: them: webdataset's shard shuffle must order shards alike in every worker before
 #: ``split_by_worker`` splits them. Only their repeat across epochs is a problem.
 SHARED_ACROSS_WORKERS = frozenset({"webdataset.filters._shuffle"})
+
+
+def has_library_fix(holder: str) -> bool:
+    """Whether what holds a generator is a part of a library that has its own fix for it."""
+    part = _LIBRARY_PARTS.get(holder.partition(".")[0])
+    return part is not None and holder.startswith(part)

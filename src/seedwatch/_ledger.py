@@ -24,6 +24,7 @@ from seedwatch._hints import (
     LIBRARIES,
     SHARED_ACROSS_WORKERS,
     Evidence,
+    has_library_fix,
     hint_for,
     owner_label,
 )
@@ -43,17 +44,27 @@ class _Group:
     remote: dict[tuple[int | None, int, int | None, int], Member] = field(default_factory=dict)
     #: Processes of earlier runs that drew it (from the history file).
     past: Sequence[Member] = ()
+    #: This rank's members that drew from it while serving items.
+    users: set[Member] = field(default_factory=set)
 
     def kinds(self) -> list[Kind]:
-        generations = [member.generation for member in self.members]
+        """
+        Say how the stream repeats among the processes that drew from it.
+
+        A latent stream (nobody drew) is described by everyone who holds it.
+        """
+        members = [m for m in self.members if m in self.users] if self.users else self.members
+        generations = [member.generation for member in members]
         kinds: list[Kind] = []
         if len(set(generations)) < len(generations):
             kinds.append("workers")
-        if len({m.generation for m in self.members if not m.resumed}) > 1:
+        if len({m.generation for m in members if not m.resumed}) > 1:
             kinds.append("epochs")
-        if self.past or (len(set(generations)) > 1 and any(m.resumed for m in self.members)):
+        if (self.past and members) or (
+            len(set(generations)) > 1 and any(m.resumed for m in members)
+        ):
             kinds.append("resume")
-        if self.elsewhere and self.members:
+        if self.elsewhere and members:
             kinds.append("ranks")
         return kinds
 
@@ -86,27 +97,53 @@ class _Book:
         #: The (source, fingerprint) pairs some process drew from while serving items.
         self.used: set[tuple[str, int]] = set()
 
-    def add(self, source: str, stream: Stream, key: int, member: Member) -> _Group | Member | None:
+    def add(
+        self, source: str, stream: Stream, key: int, member: Member
+    ) -> tuple[_Group | Member | None, bool]:
         """
-        Add a member's stream; return its entry.
+        Add a member's stream; return its entry, and whether the member newly drew from it.
 
-        ``None`` if the member had it already, unless the stream is now drawn from
-        for the first time (an exiting worker's note): then its group, to judge again.
+        The entry is ``None`` if the member had the stream already and still has not
+        drawn from it. A member reports a stream again when it drew from it late (an
+        exiting worker's note).
         """
         self.kinds.setdefault(source, stream)
-        newly_used = stream.used and (source, key) not in self.used
-        if stream.used:
-            self.used.add((source, key))
         streams = self.streams.setdefault(source, {})
         entry = streams.get(key)
         if entry is None:
             streams[key] = member
-            return member
-        if entry == member or (isinstance(entry, _Group) and member in entry.members):
-            return entry if newly_used and isinstance(entry, _Group) else None
+            if stream.used:
+                self.used.add((source, key))
+            return member, stream.used
+        known = entry == member or (isinstance(entry, _Group) and member in entry.members)
+        if not known:
+            if isinstance(entry, Member):
+                entry = streams[key] = self.group_of(source, key, entry)
+            entry.members.append(member)
+        newly_used = stream.used and not self.drew(source, key, member)
+        if newly_used:
+            self.used.add((source, key))
+            if isinstance(entry, _Group):
+                entry.users.add(member)
+        return (entry if not known or newly_used else None), newly_used
+
+    def group_of(self, source: str, key: int, member: Member) -> _Group:
+        """Turn a one-member entry into a group, keeping whether that member drew from it."""
+        return _Group([member], users={member} if (source, key) in self.used else set())
+
+    def drew(self, source: str, key: int, member: Member) -> bool:
+        """Whether ``member`` drew from the stream."""
+        entry = self.streams.get(source, {}).get(key)
+        if isinstance(entry, _Group):
+            return member in entry.users
+        return entry == member and (source, key) in self.used
+
+    def entry(self, source: str, key: int) -> _Group | None:
+        """Return the stream's group, making one of a lone member; ``None`` if unknown."""
+        streams = self.streams.get(source, {})
+        entry = streams.get(key)
         if isinstance(entry, Member):
-            entry = streams[key] = _Group([entry])
-        entry.members.append(member)
+            entry = streams[key] = self.group_of(source, key, entry)
         return entry
 
     def groups(self, source: str) -> Iterable[tuple[int, _Group]]:
@@ -178,7 +215,8 @@ class StreamLedger:
         self._heads: dict[str, list[tuple[str, Member, str]]] = {}
         self._windows: dict[str, list[tuple[str, Member, str, int]]] = {}
         self._indexed = 0
-        self._overlaps: dict[str, _Overlap] = {}
+        #: Overlaps by (seen after the first item, source).
+        self._overlaps: dict[tuple[bool, str], _Overlap] = {}
 
     def record(self, report: Report) -> Recorded:
         """Add a report; say which findings are new, which involve it, which streams to share."""
@@ -191,32 +229,35 @@ class StreamLedger:
             self._ranks.add(report.rank)
         recorded = Recorded([], [], [])
         touched = False
-        for source, stream in report.streams.items():
-            key = int(stream.fingerprint, 16)
-            entry = self._first.add(source, stream, key, member)
-            if entry is None or source in self._expect_shared:
-                continue
-            if stream.used:
-                recorded.streams.append((source, stream.fingerprint, member))
-                touched |= self._index_overlap(source, stream, member)
-                touched |= self._replays(source, stream.fingerprint, key)
-            touched |= isinstance(entry, _Group)
-        for source, stream in report.later.items():
-            entry = self._later.add(source, stream, int(stream.fingerprint, 16), member)
-            touched |= isinstance(entry, _Group) and source not in self._expect_shared
+        for later, streams in ((False, report.streams), (True, report.later)):
+            for source, stream in streams.items():
+                touched |= self._add(later, source, stream, member, recorded)
         if touched:
             self._judge(lambda found: member in found.members, recorded)
         return recorded
 
-    def _replays(self, source: str, fp: str, key: int) -> bool:
+    def _add(
+        self, later: bool, source: str, stream: Stream, member: Member, recorded: Recorded
+    ) -> bool:
+        """Record one stream of a report; return whether there is something to judge."""
+        book = self._book(later)
+        key = int(stream.fingerprint, 16)
+        entry, newly_used = book.add(source, stream, key, member)
+        if entry is None or source in self._expect_shared:
+            return False
+        touched = isinstance(entry, _Group)
+        if newly_used:  # shared, indexed and compared with past runs once per process
+            recorded.streams.append((source, stream.fingerprint, member))
+            touched |= self._index_overlap(later, source, stream, member)
+            touched |= self._replays(book, source, stream.fingerprint, key)
+        return touched
+
+    def _replays(self, book: _Book, source: str, fp: str, key: int) -> bool:
         """Join an earlier run's processes to a stream they drew too; return whether any did."""
         past = self._past.get((source, fp))
-        if not past:
+        entry = book.entry(source, key) if past else None
+        if past is None or entry is None:
             return False
-        streams = self._first.streams[source]
-        entry = streams[key]
-        if isinstance(entry, Member):
-            entry = streams[key] = _Group([entry])
         entry.past = past
         return True
 
@@ -229,13 +270,10 @@ class StreamLedger:
         ``elsewhere`` is how many processes on other ranks drew it, ``remote`` the
         ones known by name (a bounded sample).
         """
-        streams = self._first.streams.get(source, {})
         key = int(fp, 16)
-        entry = streams.get(key)
+        entry = self._first.entry(source, key) or self._later.entry(source, key)
         if entry is None or source in self._expect_shared:
             return [], []
-        if isinstance(entry, Member):
-            entry = streams[key] = _Group([entry])
         entry.elsewhere = max(entry.elsewhere, elsewhere)
         for member in remote:
             self._ranks.add(-1 if member.rank is None else member.rank)
@@ -262,7 +300,7 @@ class StreamLedger:
             if member.worker is not None:
                 workers.setdefault(member.generation, set()).add(member.worker)
         return Observed(
-            processes=len(self._members),
+            processes=len({(member.rank, member.pid) for member in self._members}),
             generations=len({member.generation for member in self._members}),
             most_workers=max((len(ids) for ids in workers.values()), default=0),
             ranks=len(self._ranks),
@@ -304,8 +342,8 @@ class StreamLedger:
             finding = self._finding(candidates)
             gathered.append((finding, (*problem[:3], finding.source)))
         gathered.extend(
-            (self._overlap_finding(source, overlap), ("overlap", source))
-            for source, overlap in self._overlaps.items()
+            (self._overlap_finding(place, overlap), ("overlap", *place))
+            for place, overlap in self._overlaps.items()
         )
         return gathered
 
@@ -318,16 +356,24 @@ class StreamLedger:
                 for key, group in book.groups(source):
                     kinds = tuple(k for k in group.kinds() if not (by_design and k == "workers"))
                     if kinds and not (later and self._explained(source, group)):
-                        used = (source, key) in book.used
+                        used = bool(group.users or group.elsewhere or group.past)
                         yield _Candidate(later, source, key, group, kinds, used)
 
     def _book(self, later: bool) -> _Book:
         return self._later if later else self._first
 
     def _explained(self, source: str, group: _Group) -> bool:
-        """Whether a repeat seen after the first item is one the first look found already."""
+        """
+        Whether a repeat seen after the first item is one the first look found already.
+
+        Only a first-look repeat that was drawn from explains it: a latent one (a
+        generator used in ``__init__`` only, re-created per item under the same
+        name) is not a finding, so it cannot stand for the later one.
+        """
         members = set(group.members)
-        return any(members <= set(first.members) for _, first in self._first.groups(source))
+        return any(
+            first.users and members <= first.users for _, first in self._first.groups(source)
+        )
 
     def _finding(self, candidates: list[_Candidate]) -> Finding:
         first = candidates[0]
@@ -362,7 +408,7 @@ class StreamLedger:
             used=first.used,
         )
 
-    def _index_overlap(self, source: str, stream: Stream, member: Member) -> bool:
+    def _index_overlap(self, later: bool, source: str, stream: Stream, member: Member) -> bool:
         """
         Index a used stream's first draws; return whether it overlaps another process's.
 
@@ -372,31 +418,35 @@ class StreamLedger:
         process's own streams never overlap each other: it draws them in turn.
         """
         prefix = stream.prefix
-        if not prefix or len(prefix) % OVERLAP_SPAN:
+        if not prefix or len(prefix) % OVERLAP_SPAN or stream.origin == RESEEDED_GLOBAL:
             return False
+        source_key = f"{int(later)}:{source}"  # each look's streams are compared among themselves
         width = len(prefix) // OVERLAP_SPAN
         head = prefix[: 2 * width]
         windows = [(prefix[k * width : (k + 2) * width], k) for k in range(1, OVERLAP_SPAN - 1)]
+        place = (later, source)
         found = False
-        for other_source, behind, behind_fp, k in self._windows.get(head, ()):
-            if other_source == source and behind.pid != member.pid:
-                found |= self._note_overlap(source, (behind, behind_fp), (member, stream), k)
+        for other, behind, behind_fp, k in self._windows.get(head, ()):
+            if other == source_key and behind.pid != member.pid:
+                found |= self._note_overlap(place, (behind, behind_fp), (member, stream), k)
         for window, k in windows:
-            for other_source, ahead, ahead_fp in self._heads.get(window, ()):
-                if other_source == source and ahead.pid != member.pid:
+            for other, ahead, ahead_fp in self._heads.get(window, ()):
+                if other == source_key and ahead.pid != member.pid:
                     found |= self._note_overlap(
-                        source, (member, stream.fingerprint), (ahead, ahead_fp), k
+                        place, (member, stream.fingerprint), (ahead, ahead_fp), k
                     )
         if self._indexed + len(windows) + 1 <= MAX_WINDOWS:
             self._indexed += len(windows) + 1
-            self._heads.setdefault(head, []).append((source, member, stream.fingerprint))
+            self._heads.setdefault(head, []).append((source_key, member, stream.fingerprint))
             for window, k in windows:
-                self._windows.setdefault(window, []).append((source, member, stream.fingerprint, k))
+                self._windows.setdefault(window, []).append(
+                    (source_key, member, stream.fingerprint, k)
+                )
         return found
 
     def _note_overlap(
         self,
-        source: str,
+        place: tuple[bool, str],
         behind: tuple[Member, str],
         ahead: tuple[Member, str | Stream],
         offset: int,
@@ -404,15 +454,16 @@ class StreamLedger:
         ahead_fp = ahead[1].fingerprint if isinstance(ahead[1], Stream) else ahead[1]
         if behind[1] == ahead_fp:  # equal streams are a duplicate, judged as one
             return False
-        overlap = self._overlaps.setdefault(source, _Overlap(offset=offset))
+        overlap = self._overlaps.setdefault(place, _Overlap(offset=offset))
         overlap.offset = min(overlap.offset, offset)
         overlap.members.update((behind[0], ahead[0]))
         overlap.fingerprints.update((behind[1], ahead_fp))
         return True
 
-    def _overlap_finding(self, source: str, overlap: _Overlap) -> Finding:
+    def _overlap_finding(self, place: tuple[bool, str], overlap: _Overlap) -> Finding:
+        later, source = place
         members = tuple(sorted(overlap.members, key=Member.sort_key))
-        meta = self._first.kinds[source]
+        meta = self._book(later).kinds[source]
         evidence = Evidence(
             source=source,
             origin=meta.origin,
@@ -448,7 +499,7 @@ def _owner_key(source: str, stream: Stream) -> tuple[str, ...]:
     if stream.origin == "custom":
         return ("custom", source)
     library = stream.holder.partition(".")[0]
-    if library in LIBRARIES:
+    if library in LIBRARIES and has_library_fix(stream.holder):
         return ("library", library, stream.owner)
     return ("owner", stream.owner, stream.place)
 

@@ -87,14 +87,19 @@ class Monitor:
         """Fingerprint every source this process sees from ``dataset``; deliver nothing."""
         return take_report(dataset, self.config.draws, epoch=epoch, resumed=resumed)
 
-    def watch(self, dataset: object) -> Watch:
-        """Look at ``dataset``'s streams before this process serves its first item."""
+    def watch(self, dataset: object, *, iteration: int = 0) -> Watch:
+        """
+        Look at ``dataset``'s streams before this process serves its first item.
+
+        ``iteration`` counts a persistent worker's iterations of an iterable
+        dataset: each is an epoch of its own (see :func:`generation_key`).
+        """
         try:
             first: FirstLook | None = look(dataset, self.config.draws)
         except Exception as exc:  # noqa: BLE001 - monitoring must never break a fetch
             _log.warning("seedwatch_internal_error", error=repr(exc))
             first = None
-        return Watch(self, dataset, first)
+        return Watch(self, dataset, first, iteration)
 
     def deliver(self, report: Report) -> None:
         """
@@ -150,10 +155,13 @@ class Monitor:
 class Watch:
     """One process's two looks: made before its first item, finished right after it."""
 
-    def __init__(self, monitor: Monitor, dataset: object, first: FirstLook | None) -> None:
+    def __init__(
+        self, monitor: Monitor, dataset: object, first: FirstLook | None, iteration: int = 0
+    ) -> None:
         self._monitor = monitor
         self._dataset = dataset
         self._first = first
+        self._iteration = iteration
 
     def finish(
         self, *more: tuple[str, object], served: bool = True, strict_verdict: bool | None = None
@@ -175,16 +183,19 @@ class Watch:
             return
         monitor = self._monitor
 
+        iteration = self._iteration
+
         def take() -> Report:
             if not served:  # nothing was drawn: every stream is latent here
-                return report_of({k: replace(v, used=False) for k, v in first.streams.items()})
+                unused = {k: replace(v, used=False) for k, v in first.streams.items()}
+                return report_of(unused, iteration=iteration)
             after = look_after(self._dataset, monitor.config.draws, first, *more)
             streams = {
                 name: stream if name in after.moved else replace(stream, used=False)
                 for name, stream in first.streams.items()
             }
-            report = report_of(streams, after.later)
-            if after.latent and get_worker_info() is not None:
+            report = report_of(streams, after.later, iteration=iteration)
+            if after.latent and not iteration and get_worker_info() is not None:
                 _check_at_exit(monitor, report, after)
             return report
 
@@ -207,7 +218,7 @@ def _check_at_exit(monitor: Monitor, report: Report, after: SecondLook) -> None:
 
     def note() -> None:
         try:
-            first, late = drawn_since(after, monitor.config.draws)
+            first, late = drawn_since(after)
             if not (first or late):
                 return
             used = replace(

@@ -17,7 +17,7 @@ import multiprocessing
 import os
 import sys
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 import torch
@@ -28,7 +28,9 @@ from seedwatch._generators import (
     GLOBAL_SOURCES,
     fingerprint,
     global_draws,
+    global_signature,
     is_fresh,
+    state_signature,
     type_label,
     upcoming_draws,
 )
@@ -53,6 +55,8 @@ class FirstLook:
     streams: dict[str, Stream]
     seen: tuple[object, ...]
     generators: tuple[tuple[str, object], ...] = ()
+    #: Each global's and found generator's state token (see ``state_signature``).
+    signatures: dict[str, object] = field(default_factory=dict)
 
 
 def look(dataset: object, draws: int) -> FirstLook:
@@ -65,6 +69,7 @@ def look(dataset: object, draws: int) -> FirstLook:
     must never break the user's fetch.
     """
     streams = {name: _global_stream(name, draws, "global") for name in GLOBAL_SOURCES}
+    signatures = {name: global_signature(name) for name in GLOBAL_SOURCES}
     known = []
     for source in custom_sources():
         try:
@@ -78,7 +83,10 @@ def look(dataset: object, draws: int) -> FirstLook:
     found = find_generators(dataset, known=known)
     streams.update(_generator_streams(found, draws))
     generators = tuple((item.path, item.generator) for item in found if item.path in streams)
-    return FirstLook(streams, (*known, *(item.generator for item in found)), generators)
+    for path, rng in generators:
+        signatures[path] = _signature(path, rng)
+    seen = (*known, *(item.generator for item in found))
+    return FirstLook(streams, seen, generators, signatures)
 
 
 @dataclass(frozen=True)
@@ -88,9 +96,9 @@ class SecondLook:
     moved: frozenset[str]
     later: dict[str, Stream]
     #: What was not drawn from yet, to check once more when the worker exits: the
-    #: name, the generator (``None`` for a global), its fingerprint, and whether
+    #: name, the generator (``None`` for a global), its state token, and whether
     #: it was born late (seen by this look, not the first).
-    latent: tuple[tuple[str, object | None, str, bool], ...] = ()
+    latent: tuple[tuple[str, object | None, object, bool], ...] = ()
 
 
 def look_after(
@@ -108,33 +116,35 @@ def look_after(
     finding. A custom source is taken as used: reading it again costs its owner.
     """
     moved = {name for name, stream in first.streams.items() if stream.origin == "custom"}
-    latent: list[tuple[str, object | None, str, bool]] = []
+    latent: list[tuple[str, object | None, object, bool]] = []
     later = {}
     for name in GLOBAL_SOURCES:
+        signature = global_signature(name)
+        if signature == first.signatures[name]:  # unmoved: nothing new, nothing drawn
+            latent.append((name, None, signature, False))
+            continue
+        moved.add(name)
         stream = _global_stream(name, draws, RESEEDED_GLOBAL)
-        if stream.fingerprint != first.streams[name].fingerprint:  # unmoved: nothing new
+        if stream.fingerprint != first.streams[name].fingerprint:
             later[name] = stream
-            moved.add(name)
-        else:
-            latent.append((name, None, stream.fingerprint, False))
     for path, rng in first.generators:
-        fp = first.streams[path].fingerprint
-        if _fingerprint_now(path, rng, draws, fp) != fp:
+        signature = first.signatures[path]
+        if _signature(path, rng) != signature:
             moved.add(path)
         else:
-            latent.append((path, rng, fp, False))
+            latent.append((path, rng, signature, False))
     found = find_generators(dataset, *more, known=first.seen)
     born = _generator_streams(found, draws, born_late=True)
     later.update(born)
     latent.extend(
-        (item.path, item.generator, born[item.path].fingerprint, True)
+        (item.path, item.generator, None, True)
         for item in found
         if item.path in born and not born[item.path].used
     )
     return SecondLook(frozenset(moved), later, tuple(latent))
 
 
-def drawn_since(second: SecondLook, draws: int) -> tuple[set[str], set[str]]:
+def drawn_since(second: SecondLook) -> tuple[set[str], set[str]]:
     """
     Return which latent streams of the second look were drawn from since.
 
@@ -143,25 +153,25 @@ def drawn_since(second: SecondLook, draws: int) -> tuple[set[str], set[str]]:
     """
     first: set[str] = set()
     late: set[str] = set()
-    for name, rng, fp, born_late in second.latent:
+    for name, rng, signature, born_late in second.latent:
         if rng is None:
-            moved = _global_stream(name, draws, "global").fingerprint != fp
+            moved = global_signature(name) != signature
         elif born_late:
             moved = not is_fresh(rng)
         else:
-            moved = _fingerprint_now(name, rng, draws, fp) != fp
+            moved = _signature(name, rng) != signature
         if moved:
             (late if born_late else first).add(name)
     return first, late
 
 
-def _fingerprint_now(path: str, rng: object, draws: int, before: str) -> str:
-    """Fingerprint a generator again; an unreadable one is taken as unmoved."""
+def _signature(path: str, rng: object) -> object:
+    """Return a generator's state token; an unreadable one reads as unmoved (``None``)."""
     try:
-        return fingerprint(upcoming_draws(rng, draws))
-    except Exception as exc:  # noqa: BLE001 - unreadable now: leave it as it was
+        return state_signature(rng)
+    except Exception as exc:  # noqa: BLE001 - unreadable: leave it as it was
         _log.debug("unreadable_generator", source=path, error=repr(exc))
-        return before
+        return None
 
 
 def take_report(
@@ -182,12 +192,14 @@ def report_of(
     *,
     epoch: tuple[int, int] | None = None,
     resumed: bool = False,
+    iteration: int = 0,
 ) -> Report:
     """
     Say who is drawing: a report of this process's streams (and those seen after a fetch).
 
     ``resumed`` is for the main process (a loader that restored a saved state);
-    a worker finds out itself (see :func:`_worker_resumed`).
+    a worker finds out itself (see :func:`_worker_resumed`). ``iteration``: a
+    persistent worker's how-manieth iteration of an iterable dataset.
     """
     info = get_worker_info()
     if info is None:
@@ -202,7 +214,7 @@ def report_of(
             resumed=resumed,
         )
     return Report(
-        generation=generation_key(info.id, info.seed),
+        generation=generation_key(info.id, info.seed, iteration=iteration),
         worker=info.id,
         pid=os.getpid(),
         seed=info.seed,
@@ -278,7 +290,11 @@ def _generator_streams(
 
 
 def generation_key(
-    worker_id: int | None, seed: int | None = None, *, epoch: tuple[int, int] | None = None
+    worker_id: int | None,
+    seed: int | None = None,
+    *,
+    epoch: tuple[int, int] | None = None,
+    iteration: int = 0,
 ) -> str:
     """
     Return a key shared by the processes of one generation, and only by them.
@@ -291,16 +307,19 @@ def generation_key(
     which is one of the bugs to catch.
 
     The main process is one generation, or, for a monitored loader without
-    workers, one per ``epoch`` (``(loader id, epoch number)``).
+    workers, one per ``epoch`` (``(loader id, epoch number)``). A persistent
+    worker's later iterations of an iterable dataset (``iteration`` 1, 2, ...)
+    are generations of their own: the epochs that one set of workers serves.
     """
     if worker_id is None:
         if epoch is None:
             return f"main:{os.getpid()}"
         loader, number = epoch
         return f"main:{os.getpid()}:loader{loader}:epoch{number}"
+    again = f":iteration{iteration}" if iteration else ""
     identity = multiprocessing.current_process()._identity  # noqa: SLF001 - no public accessor
     if identity:
         parents = ".".join(str(part) for part in identity[:-1])
-        return f"workers:{os.getppid()}:{parents}:{identity[-1] - worker_id}"
+        return f"workers:{os.getppid()}:{parents}:{identity[-1] - worker_id}{again}"
     base_seed = None if seed is None else seed - worker_id
-    return f"seed:{base_seed}"
+    return f"seed:{base_seed}{again}"

@@ -51,6 +51,8 @@ class MonitoredDataset(wrapt.BaseObjectProxy):  # type: ignore[type-arg]
     """
 
     _self_monitor: Monitor
+    #: How many times this process iterated the dataset after its first fetch.
+    _self_iterations: int = 0
 
     #: The DataLoader reads ``__getitems__`` twice per batch. wrapt's attribute lookup
     #: costs ~130 ns even for a hit, and a miss raises twice (~1.6 µs); the generic
@@ -80,7 +82,12 @@ class MonitoredDataset(wrapt.BaseObjectProxy):  # type: ignore[type-arg]
         _track(self)
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self.__wrapped__)
+        if get_worker_info() is None:
+            return iter(self.__wrapped__)
+        # A persistent worker iterating again: a new epoch of the same process.
+        iteration = self._self_iterations = self._self_iterations + 1
+        watch = self._self_monitor.watch(self.__wrapped__, iteration=iteration)
+        return _watched_iter(self.__wrapped__, watch)
 
     def __repr__(self) -> str:
         return repr(self.__wrapped__)
@@ -155,21 +162,26 @@ class _ArmedDataset(MonitoredDataset):
         watch = _first_fetch(self)
         if watch is None:
             return iter(self.__wrapped__)
-        try:
-            iterator = iter(self.__wrapped__)
-        except BaseException:
-            watch.finish(served=False)
-            raise
-        if type(iterator) is types.GeneratorType:
-            return _watched(iterator, watch)
-        # An iterator object may have more to it (torchdata's state_dict()): keep it whole.
-        return _WatchedIterator(iterator, watch)
+        return _watched_iter(self.__wrapped__, watch)
 
     def __getitems__(self, indices: Any) -> Any:
         watch = _first_fetch(self)
         if watch is None:
             return self.__getitems__(indices)  # the settled class's, now
         return _served(watch, lambda: self.__getitems__(indices))
+
+
+def _watched_iter(dataset: Any, watch: Watch) -> Iterator[Any]:
+    """Iterate ``dataset``, finishing the watch right after the first item."""
+    try:
+        iterator = iter(dataset)
+    except BaseException:
+        watch.finish(served=False)
+        raise
+    if type(iterator) is types.GeneratorType:
+        return _watched(iterator, watch)
+    # An iterator object may have more to it (torchdata's state_dict()): keep it whole.
+    return _WatchedIterator(iterator, watch)
 
 
 def _first_fetch(proxy: MonitoredDataset) -> Watch | None:
