@@ -98,9 +98,12 @@ def write_shards(directory: Path, shards: int = 4, per_shard: int = 4) -> list[s
     return urls
 
 
-def webdataset_shuffled_shards(urls: list[str]) -> wds.WebDataset:
-    """Shard shuffling as the docs show it: a detshuffle whose epoch never reaches the workers."""
-    return wds.WebDataset(urls, shardshuffle=100).decode()
+def webdataset_shuffled_shards(urls: list[str], *, detshuffle: bool = False) -> wds.WebDataset:
+    """Shard shuffling as the docs show it, seeded once when the dataset is built.
+
+    With ``detshuffle`` the seed also counts epochs, in each worker's copy.
+    """
+    return wds.WebDataset(urls, shardshuffle=100, detshuffle=detshuffle).decode()
 
 
 def webdataset_sample_shuffle(urls: list[str]) -> wds.DataPipeline:

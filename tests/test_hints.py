@@ -91,8 +91,8 @@ class TestLibraries:
 
         assert "set_epoch(epoch)" in text
 
-    def test_webdataset_shard_shuffle_needs_persistent_workers_or_an_epoch_seed(self) -> None:
-        """webdataset's detshuffle counts epochs in the worker copy."""
+    def test_webdataset_shard_shuffle_needs_an_epoch_in_its_seed(self) -> None:
+        """webdataset seeds its shard shuffle once; detshuffle in persistent workers counts epochs."""
         text = hint(
             "_shuffle().rng",
             "random.Random",
@@ -102,6 +102,7 @@ class TestLibraries:
             holder="webdataset.filters._shuffle",
         )
 
+        assert "detshuffle=True" in text
         assert "persistent_workers=True" in text
 
     def test_a_resume_blames_the_restored_seed_not_a_reseed(self) -> None:

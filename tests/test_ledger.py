@@ -367,10 +367,10 @@ class TestObserved:
     def test_says_how_many_processes_epochs_and_workers_reported(self) -> None:
         """Two epochs of two workers, and what that lets the ledger see."""
         ledger = StreamLedger()
-        for generation in ("g0", "g1"):
-            for worker in (0, 1):
-                ledger.record(report(generation, worker, numpy=f"{generation}{worker}"))
-        ledger.record(report("g2", 0, numpy="x"))
+        for pid, (generation, worker) in enumerate([("g0", 0), ("g0", 1), ("g1", 0), ("g1", 1)]):
+            streams = {"numpy": Stream(fp(f"{generation}{worker}"), "global")}
+            ledger.record(Report(generation, worker, 100 + pid, None, streams))
+        ledger.record(Report("g2", 0, 200, None, {"numpy": Stream(fp("x"), "global")}))
 
         observed = ledger.observed()
 

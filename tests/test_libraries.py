@@ -176,20 +176,29 @@ class TestWebdataset:
     def test_the_shard_shuffle_is_alike_in_every_worker_by_design(
         self, method: str, shards: list[str]
     ) -> None:
-        """detshuffle orders shards alike in every worker, so split_by_worker can split them."""
+        """webdataset seeds the shard shuffle alike in every worker: not reported."""
         assert [] == run(webdataset_shuffled_shards(shards), method, batch_size=None)
 
-    def test_but_repeats_every_epoch(self, shards: list[str]) -> None:
-        """The epoch counter is advanced in the worker copies only: each epoch replays the order."""
-        [finding] = run(webdataset_shuffled_shards(shards), epochs=2, batch_size=None)
+    @pytest.mark.parametrize("persistent", [False, True])
+    def test_but_it_repeats_every_epoch(self, shards: list[str], persistent: bool) -> None:
+        """The seed is fixed when the dataset is built: each epoch replays the shard order."""
+        [finding] = run(
+            webdataset_shuffled_shards(shards),
+            epochs=2,
+            batch_size=None,
+            persistent_workers=persistent,
+        )
 
         assert ("_shuffle().rng", ("epochs",)) == (finding.source, finding.kinds)
-        assert "persistent_workers=True" in finding.hint
+        assert "detshuffle=True" in finding.hint
 
-    def test_persistent_workers_are_clean(self, shards: list[str]) -> None:
-        """The hint applied: persistent workers keep counting epochs, so the order changes."""
+    def test_detshuffle_with_persistent_workers_is_clean(self, shards: list[str]) -> None:
+        """The hint applied: detshuffle's epoch counter advances in each persistent worker."""
         found = run(
-            webdataset_shuffled_shards(shards), epochs=2, batch_size=None, persistent_workers=True
+            webdataset_shuffled_shards(shards, detshuffle=True),
+            epochs=2,
+            batch_size=None,
+            persistent_workers=True,
         )
 
         assert [] == found

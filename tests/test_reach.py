@@ -203,8 +203,19 @@ class TestGeneratorProtocol:
 
 
 def test_strict_mode_raises_even_when_a_worker_has_no_items() -> None:
-    """A worker whose shard is empty still gets its verdict: the loop raises either way."""
-    monitored = monitor(StreamDataset(size=1), strict=True)
+    """Three workers, two items: the empty shard's worker reports too, and the loop raises."""
+    monitored = monitor(StreamDataset(size=2), strict=True)
 
     with pytest.raises(DuplicateStreamError, match="'rng' repeats across workers"):
-        load(monitored, epochs=1, batch_size=1)
+        load(monitored, epochs=1, workers=3, batch_size=1)
+
+    assert 3 == findings(monitored).observed.processes
+
+
+def test_a_generator_only_one_worker_drew_is_no_repeat() -> None:
+    """One item, two workers: the worker with an empty shard never drew, so nothing repeats."""
+    monitored = monitor(StreamDataset(size=1), strict=True)
+
+    load(monitored, epochs=1, batch_size=1)
+
+    assert [] == findings(monitored)

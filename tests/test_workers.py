@@ -190,7 +190,7 @@ class TestFindings:
     def test_wrapped_datasets_are_walked(self) -> None:
         """Generators inside ConcatDataset and Subset are found."""
         inner: ConcatDataset[Any] = ConcatDataset(
-            [HoldsGenerator(size=8), Subset(HoldsGenerator("random_state"), [1])]
+            [HoldsGenerator(size=8), Subset(HoldsGenerator("random_state"), [1, 2, 3, 4])]
         )
         monitored = monitor(inner)
 

@@ -290,11 +290,12 @@ def _datasets_hint(evidence: Evidence) -> str:
 
 def _webdataset_hint(evidence: Evidence) -> str:
     return (
-        f"webdataset's shard shuffle ({evidence.names}) is seeded from seed + epoch, and the "
-        "epoch is counted in each worker's copy of the pipeline: non-persistent workers start "
-        "every epoch from the same count, so every epoch replays the shard order. Use "
-        "DataLoader(persistent_workers=True), or rebuild the pipeline each epoch with "
-        "shardshuffle=... and seed=base_seed + epoch."
+        f"webdataset shuffles shards with {evidence.names}, seeded when the dataset was built "
+        "(seed=, WDS_SEED, or a number drawn once in the main process): alike in every worker, "
+        "by design, and in every epoch, so every epoch replays the shard order. Use "
+        "WebDataset(..., detshuffle=True) with DataLoader(persistent_workers=True), whose "
+        "epoch counter then advances in each worker, or rebuild the dataset each epoch with "
+        "seed=base_seed + epoch."
     )
 
 
@@ -323,8 +324,9 @@ _LIBRARY_PARTS = {
 LIBRARIES = frozenset(_LIBRARY_HINTS)
 
 #: Generators that a library keeps equal in every worker on purpose, by what holds
-#: them: webdataset's shard shuffle must order shards alike in every worker before
-#: ``split_by_worker`` splits them. Only their repeat across epochs is a problem.
+#: them: webdataset seeds its shard shuffles alike in every worker (before
+#: ``split_by_worker`` the order must agree; after it, each worker permutes its own
+#: shards). Only their repeat across epochs is reported.
 SHARED_ACROSS_WORKERS = frozenset({"webdataset.filters._shuffle"})
 
 
