@@ -92,7 +92,7 @@ class TestLibraries:
         assert "set_epoch(epoch)" in text
 
     def test_webdataset_shard_shuffle_needs_an_epoch_in_its_seed(self) -> None:
-        """webdataset seeds its shard shuffle once; detshuffle in persistent workers counts epochs."""
+        """webdataset seeds its shard shuffle once; detshuffle in persistent workers adds epochs."""
         text = hint(
             "_shuffle().rng",
             "random.Random",
