@@ -7,8 +7,10 @@ import multiprocessing
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
+from torch.utils.data import DataLoader
 
 from pipelines import ShardOrderDataset
 from seedwatch._cli import main
@@ -137,6 +139,34 @@ class TestReport:
 
         rows = [line for line in out.splitlines()[1:-1] if not line.startswith(" ")]
         assert ["workers"] == [row.split()[1] for row in rows]
+
+
+def monitored_by_its_factory() -> Any:
+    """A factory that monitors its own dataset, as a project wired to seedwatch does."""
+    from pipelines import HoldsGenerator
+    from seedwatch import monitor
+
+    return DataLoader(monitor(HoldsGenerator()), batch_size=4, num_workers=2)
+
+
+class TestMonitoredFactories:
+    def test_a_factory_that_monitors_is_checked_as_it_is(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """No options given: the factory's own monitor is used, and its finding reported."""
+        status, out, _ = check(capsys, "test_check:monitored_by_its_factory")
+
+        assert 1 == status
+        assert out.splitlines()[1].startswith("rng ")
+
+    def test_options_it_would_ignore_are_an_error_naming_the_dataset(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--strict on an already monitored dataset: exit 2, naming the user's class."""
+        status, _, err = check(capsys, "test_check:monitored_by_its_factory", "--strict")
+
+        assert 2 == status
+        assert "HoldsGenerator is already monitored" in err
 
 
 class TestBadTargets:

@@ -93,3 +93,10 @@ class TestHistory:
         monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "2")
 
         assert "job7.2" == History("unused").run
+
+    def test_every_monitor_of_a_process_is_one_run(self, tmp_path: Path) -> None:
+        """A train and a val monitor in one process never see each other as an earlier run."""
+        path = tmp_path / "history.jsonl"
+        History(path).append([("rng", FP, MEMBER)])
+
+        assert {} == History(path).past()

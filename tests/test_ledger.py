@@ -362,6 +362,22 @@ class TestOverlap:
 
         assert [] == ledger.findings()
 
+    def test_a_worker_continuing_the_main_process_is_no_overlap(self) -> None:
+        """The main process drew one value (a peek at ds[0]); its forked worker goes on."""
+        ledger = StreamLedger()
+        ledger.record(replace(shifted(0, 0), generation="main", worker=None, pid=1))
+        ledger.record(replace(shifted(0, 1), pid=2))
+
+        assert [] == ledger.findings()
+
+    def test_workers_of_different_epochs_are_not_compared(self) -> None:
+        """A later epoch's worker, a few draws ahead of an earlier one's, draws in turn."""
+        ledger = StreamLedger()
+        ledger.record(replace(shifted(0, 0), generation="g0"))
+        ledger.record(replace(shifted(1, 3), generation="g1"))
+
+        assert [] == ledger.findings()
+
 
 class TestObserved:
     def test_says_how_many_processes_epochs_and_workers_reported(self) -> None:

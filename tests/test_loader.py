@@ -170,3 +170,51 @@ class TestMainProcessEpochs:
         batches(loader, epochs=3)
 
         assert [] == findings(loader)
+
+
+class Indices(torch.utils.data.Dataset[int]):
+    """Draws nothing: only the loader itself touches torch's global generator."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+class TestWithoutWorkers:
+    def test_a_train_and_a_val_loader_over_one_dataset_are_clean(self) -> None:
+        """Two loaders of one monitored dataset, globals nobody draws from: nothing repeats."""
+        dataset = monitor(Indices())
+        train = monitor(DataLoader(dataset, batch_size=4, shuffle=True))
+        for _epoch in range(2):
+            batches(train, epochs=1)
+            batches(monitor(DataLoader(dataset, batch_size=4)), epochs=1)  # a new loader each time
+
+        assert [] == findings(dataset)
+
+    def test_a_loader_with_two_live_iterators_is_clean(self) -> None:
+        """zip(loader, loader): two epochs at once, neither reseeded."""
+        loader = monitor(DataLoader(Indices(), batch_size=4))
+
+        for _pair in zip(loader, loader, strict=True):
+            pass
+
+        assert [] == findings(loader)
+
+    def test_a_reseeded_global_the_epoch_draws_from_is_still_found(self) -> None:
+        """manual_seed before each epoch, the sampler drawing from torch: an epoch repeat."""
+        loader = monitor(DataLoader(Indices(), batch_size=4, shuffle=True))
+
+        batches(loader, epochs=2, reseed=0)
+
+        assert [("torch", ("epochs",))] == [(f.source, f.kinds) for f in findings(loader)]
+
+    def test_deleting_an_attribute_reaches_the_loader_that_iterates(self) -> None:
+        """del on the monitored loader removes it from the copy that iterates, too."""
+        loader = monitor(DataLoader(Indices(), batch_size=4))
+        loader.custom = 1
+
+        del loader.custom
+
+        assert not hasattr(loader, "custom")

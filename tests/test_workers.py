@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import random
 import sys
+import threading
+import warnings
 from typing import Any
 
 import numpy as np
@@ -324,6 +326,33 @@ class TestWarnMode:
 
         [warning] = [w for w in warned if issubclass(w.category, DuplicateStreamWarning)]
         assert (__file__, loop) == (warning.filename, warning.lineno)
+
+    def test_a_loop_in_another_thread_is_pointed_at(self) -> None:
+        """A loader iterated by a background thread: the warning names that thread's loop."""
+        loader = DataLoader(monitor(HoldsGenerator()), batch_size=2, num_workers=2)
+        lines: list[int] = []
+
+        def train() -> None:
+            lines.append(sys._getframe().f_lineno + 1)  # noqa: SLF001 - the line below
+            for _batch in loader:
+                pass
+
+        with pytest.warns(DuplicateStreamWarning) as warned:
+            thread = threading.Thread(target=train)
+            thread.start()
+            thread.join()
+
+        [warning] = [w for w in warned if issubclass(w.category, DuplicateStreamWarning)]
+        assert (__file__, lines[0]) == (warning.filename, warning.lineno)
+
+    def test_warnings_as_errors_make_the_loop_raise(self) -> None:
+        """filterwarnings("error") for the warning (pytest -W error::...) means strict."""
+        monitored = monitor(HoldsGenerator())
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", category=DuplicateStreamWarning)
+            with pytest.raises(DuplicateStreamError, match="'rng' repeats across workers"):
+                load(monitored, epochs=1)
 
 
 class TestReliability:

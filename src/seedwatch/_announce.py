@@ -104,20 +104,42 @@ def _users_frame() -> types.FrameType | None:
     """
     Return the innermost frame of the user's own code in the thread that iterates.
 
-    A worker's report is judged on seedwatch's collector thread, while the
-    main thread waits for the batch inside the DataLoader: its stack leads
-    back to the loop that asked for it.
+    A worker's report is judged on seedwatch's collector thread while the loop
+    waits for the batch inside the DataLoader: the thread whose stack passes
+    through the DataLoader leads back to that loop. Failing that (the report is
+    judged in the loop's own thread, or the loop is over), the current thread
+    or the main thread; never a frame of the standard library or a package.
     """
-    if threading.current_thread() is threading.main_thread():
-        frame: types.FrameType | None = sys._getframe(1)  # noqa: SLF001 - the way up to the user
-    else:
-        frame = sys._current_frames().get(threading.main_thread().ident or 0)  # noqa: SLF001
-    outermost = None
+    here = threading.get_ident()
+    stacks = sys._current_frames()  # noqa: SLF001 - the one way to see other threads' stacks
+    candidates = [frame for ident, frame in stacks.items() if ident != here]
+    iterating = [frame for frame in candidates if _passes_through(frame, _DATALOADER)]
+    ordered = [*iterating, sys._getframe(1), stacks.get(threading.main_thread().ident or 0)]  # noqa: SLF001
+    for frame in ordered:
+        users = _innermost_users(frame)
+        if users is not None:
+            return users
+    return None
+
+
+def _passes_through(frame: types.FrameType | None, filename: str) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.endswith(filename):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _innermost_users(frame: types.FrameType | None) -> types.FrameType | None:
     while frame is not None:
         if not frame.f_code.co_filename.startswith((*_NOT_USERS, "<")):
             return frame
-        outermost, frame = frame, frame.f_back
-    return outermost
+        frame = frame.f_back
+    return None
+
+
+#: The DataLoader's module: a thread inside it is the one iterating.
+_DATALOADER = str(Path("torch", "utils", "data", "dataloader.py"))
 
 
 @contextmanager

@@ -63,8 +63,9 @@ def monitor(  # noqa: PLR0913 - keyword-only options, each documented
     if isinstance_monitored(dataset):
         given = _options_given(strict, draws, expect_shared, distributed, history)
         if given:
+            wrapped = getattr(dataset, "__wrapped__", dataset)
             raise ValueError(
-                f"{type(dataset).__qualname__} is already monitored, with the options it was "
+                f"{type(wrapped).__qualname__} is already monitored, with the options it was "
                 f"monitored with; monitor() would ignore {', '.join(given)}. Monitor the raw "
                 "dataset (or loader) once, with the options you want"
             )

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from seedwatch._announce import quiet_announcements
 from seedwatch._api import findings, is_dataset, monitor
+from seedwatch._config import DEFAULT_DRAWS
 from seedwatch._errors import DuplicateStreamError
 from seedwatch._finding import Observed
 from seedwatch._render import render_table
@@ -52,7 +53,7 @@ class CheckOptions:
     batch_size: int = 8
     start_method: str | None = None
     persistent_workers: bool = False
-    draws: int = 16
+    draws: int = DEFAULT_DRAWS
     strict: bool = False
     json: bool = False
     expect_shared: tuple[str, ...] = ()
@@ -97,12 +98,15 @@ def build_loader(target: Any, options: CheckOptions) -> Any:
             raise TargetError(f"{options.target}() raised {type(exc).__name__}: {exc}") from exc
 
     def monitored(loader: DataLoader[Any]) -> Any:
-        return monitor(
-            loader,
-            strict=options.strict,
-            draws=options.draws,
-            expect_shared=options.expect_shared,
-        )
+        # Only the options given: a factory that monitors its dataset itself keeps its own.
+        given: dict[str, Any] = {}
+        if options.strict:
+            given["strict"] = True
+        if options.draws != DEFAULT_DRAWS:
+            given["draws"] = options.draws
+        if options.expect_shared:
+            given["expect_shared"] = options.expect_shared
+        return monitor(loader, **given)
 
     if isinstance(made, DataLoader):
         return monitored(made)

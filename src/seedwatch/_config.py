@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import operator
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from seedwatch._errors import DuplicateStreamWarning
 
 STRICT_ENV_VAR = "SEEDWATCH_STRICT"
 HISTORY_ENV_VAR = "SEEDWATCH_HISTORY"
@@ -57,8 +60,24 @@ class MonitorConfig:
     history: str | None = None
 
     def strict_now(self) -> bool:
-        """Resolve ``strict=None`` against the process-wide default, now."""
-        return strict_by_default() if self.strict is None else self.strict
+        """
+        Resolve ``strict=None`` against the process-wide default, now.
+
+        A warnings filter that turns :class:`DuplicateStreamWarning` into an error
+        (``-W error::seedwatch.DuplicateStreamWarning`` in pytest, ``filterwarnings``)
+        asks for strictness too: a warning raised on seedwatch's thread could never
+        reach the loop, the strict verdict does.
+        """
+        strict = strict_by_default() if self.strict is None else self.strict
+        return strict or warnings_are_errors()
+
+
+def warnings_are_errors() -> bool:
+    """Whether the first warnings filter that matches a DuplicateStreamWarning says "error"."""
+    for action, _message, category, _module, _lineno in warnings.filters:
+        if issubclass(DuplicateStreamWarning, category):
+            return action == "error"
+    return False
 
 
 def new_config(

@@ -42,12 +42,19 @@ MAX_PAST_PER_STREAM = 8
 _VERSION = 1
 
 
+#: This process's run token, made once per process (every monitor in it is the same run).
+_process_run: tuple[int, str] | None = None
+
+
 def current_run() -> str:
-    """Name this start of the job: torchrun's run id and restart count, else a fresh token."""
+    """Name this start of the job: torchrun's run id and restart count, else this process's."""
+    global _process_run  # noqa: PLW0603 - one token per process, made on first use
     run_id = os.environ.get("TORCHELASTIC_RUN_ID")
     if run_id:
         return f"{run_id}.{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
-    return secrets.token_hex(4)
+    if _process_run is None or _process_run[0] != os.getpid():
+        _process_run = (os.getpid(), secrets.token_hex(4))
+    return _process_run[1]
 
 
 class History:

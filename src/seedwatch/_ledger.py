@@ -414,8 +414,10 @@ class StreamLedger:
 
         Stream B overlaps stream A at offset k when B's first two draws are A's
         draws k and k+1: B is A advanced by k draws (a shared generator each
-        worker advances by its id), for k up to :data:`MAX_OVERLAP`. One
-        process's own streams never overlap each other: it draws them in turn.
+        worker advances by its id), for k up to :data:`MAX_OVERLAP`. Only workers
+        of one generation are compared: they draw side by side. One process's
+        own streams, a worker that continues where the main process left off,
+        or a later epoch's worker are not an overlap: they draw in turn.
         """
         prefix = stream.prefix
         if not prefix or len(prefix) % OVERLAP_SPAN or stream.origin == RESEEDED_GLOBAL:
@@ -426,12 +428,14 @@ class StreamLedger:
         windows = [(prefix[k * width : (k + 2) * width], k) for k in range(1, OVERLAP_SPAN - 1)]
         place = (later, source)
         found = False
+        if member.worker is None:
+            return False
         for other, behind, behind_fp, k in self._windows.get(head, ()):
-            if other == source_key and behind.pid != member.pid:
+            if other == source_key and _side_by_side(behind, member):
                 found |= self._note_overlap(place, (behind, behind_fp), (member, stream), k)
         for window, k in windows:
             for other, ahead, ahead_fp in self._heads.get(window, ()):
-                if other == source_key and ahead.pid != member.pid:
+                if other == source_key and _side_by_side(ahead, member):
                     found |= self._note_overlap(
                         place, (member, stream.fingerprint), (ahead, ahead_fp), k
                     )
@@ -507,3 +511,13 @@ def _owner_key(source: str, stream: Stream) -> tuple[str, ...]:
 def _depth(source: str) -> int:
     """How deep a path reaches: the shallower generator is named first."""
     return source.count(".") + source.count("[")
+
+
+def _side_by_side(one: Member, other: Member) -> bool:
+    """Whether two processes are workers of one generation (which draw at the same time)."""
+    return (
+        one.generation == other.generation
+        and one.pid != other.pid
+        and one.worker is not None
+        and other.worker is not None
+    )

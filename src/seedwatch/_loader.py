@@ -10,6 +10,7 @@ whose ``dataset`` is the monitored dataset. PyTorch forbids reassigning
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -18,8 +19,10 @@ import structlog
 import wrapt
 from torch.utils.data import DataLoader
 
+from seedwatch._errors import DuplicateStreamError
 from seedwatch._monitor import Monitor
 from seedwatch._proxy import MonitoredDataset, MonitoredMarker, monitor_of, settle
+from seedwatch._report import Report
 
 _log = structlog.get_logger("seedwatch")
 
@@ -69,6 +72,14 @@ class MonitoredLoader(wrapt.BaseObjectProxy, MonitoredMarker):  # type: ignore[t
             raise AttributeError(name)
         return getattr(self._self_shadow, name)
 
+    def __delattr__(self, name: str) -> None:
+        if name.startswith("_self_"):
+            super().__delattr__(name)
+            return
+        delattr(self.__wrapped__, name)
+        if name not in _SHADOW_EXCLUDED:
+            delattr(self._self_shadow, name)
+
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_self_") or name == "__wrapped__":
             super().__setattr__(name, value)
@@ -90,22 +101,39 @@ class MonitoredLoader(wrapt.BaseObjectProxy, MonitoredMarker):  # type: ignore[t
         iterator = iter(self._self_shadow)
         report = monitor.take(dataset, epoch=(id(self), epoch), resumed=resumed)
         # A source that has not moved since the last epoch ended continues its stream:
-        # only a source that was drawn from and then put back is an epoch repeat.
-        moved = {
-            name: stream
-            for name, stream in report.streams.items()
-            if self._self_epoch_end.get(name) != stream.fingerprint
-        }
-        monitor.deliver(replace(report, streams=moved))
-        return _EpochIterator(iterator, self._self_end_epoch)
+        # only a source that was drawn from and then put back is an epoch repeat. And
+        # only one this epoch draws from is judged: the epoch's end says which.
+        start = replace(
+            report,
+            streams={
+                name: replace(stream, used=False)
+                for name, stream in report.streams.items()
+                if self._self_epoch_end.get(name) != stream.fingerprint
+            },
+        )
+        monitor.deliver(start)
+        return _EpochIterator(iterator, lambda: self._self_end_epoch(start))
 
-    def _self_end_epoch(self) -> None:
-        """Read what the epoch's workers sent and what other ranks said; note the end state."""
+    def _self_end_epoch(self, start: Report | None = None) -> None:
+        """
+        Read what the epoch's workers sent and what other ranks said; note the end state.
+
+        Without workers, the streams that moved during the epoch were drawn from:
+        they are judged now (in strict mode, raising from the loop's last step).
+        """
         monitor = self._self_monitor
         monitor.sync()
         if self._self_shadow.num_workers == 0:
             streams = monitor.take(self.dataset).streams
             self._self_epoch_end = {name: stream.fingerprint for name, stream in streams.items()}
+            if start is not None:
+                drawn = {
+                    name: replace(stream, used=True)
+                    for name, stream in start.streams.items()
+                    if self._self_epoch_end.get(name) != stream.fingerprint
+                }
+                if drawn:
+                    monitor.deliver(replace(start, streams=drawn))
 
     def __repr__(self) -> str:
         return repr(self.__wrapped__)
@@ -138,17 +166,22 @@ class _EpochIterator(wrapt.BaseObjectProxy):  # type: ignore[type-arg]
         try:
             return next(self.__wrapped__)
         except StopIteration:
-            self._self_end()
+            self._self_end(strict=True)
             raise
 
     def __del__(self) -> None:
-        self._self_end()
+        # At interpreter exit even logging may be gone: nothing may escape.
+        with contextlib.suppress(BaseException):
+            self._self_end(strict=False)
 
-    def _self_end(self) -> None:
+    def _self_end(self, *, strict: bool) -> None:
         on_end, self._self_on_end = self._self_on_end, None
         if on_end is None:
             return
         try:
             on_end()
+        except DuplicateStreamError:
+            if strict:  # the epoch's verdict, raised from the user's loop
+                raise
         except Exception as exc:  # noqa: BLE001 - bookkeeping must not break the user's loop
             _log.warning("seedwatch_internal_error", error=repr(exc))
