@@ -387,17 +387,7 @@ class StreamLedger:
             for name in (candidate.source, *book.kinds[candidate.source].aliases):
                 if name not in sources:
                     sources.append(name)
-        evidence = Evidence(
-            source=first.source,
-            origin=meta.origin,
-            place=meta.place,
-            holder=meta.holder,
-            owner=meta.owner,
-            kinds=kinds,
-            members=ordered,
-            born_late=first.later,
-            sources=tuple(sources),
-        )
+        evidence = _evidence(meta, tuple(sources), kinds, ordered, born_late=first.later)
         return Finding(
             sources=tuple(sources),
             kinds=kinds,
@@ -468,18 +458,9 @@ class StreamLedger:
         later, source = place
         members = tuple(sorted(overlap.members, key=Member.sort_key))
         meta = self._book(later).kinds[source]
-        evidence = Evidence(
-            source=source,
-            origin=meta.origin,
-            place=meta.place,
-            holder=meta.holder,
-            owner=meta.owner,
-            kinds=("overlap",),
-            members=members,
-            sources=(source, *meta.aliases),
-        )
+        evidence = _evidence(meta, (source, *meta.aliases), ("overlap",), members)
         return Finding(
-            sources=(source, *meta.aliases),
+            sources=evidence.sources,
             kinds=("overlap",),
             members=members,
             fingerprints=tuple(sorted(overlap.fingerprints)),
@@ -487,6 +468,28 @@ class StreamLedger:
             owner=owner_label(evidence),
             offset=overlap.offset,
         )
+
+
+def _evidence(
+    meta: Stream,
+    sources: tuple[str, ...],
+    kinds: tuple[Kind, ...],
+    members: tuple[Member, ...],
+    *,
+    born_late: bool = False,
+) -> Evidence:
+    """Say what a finding of these sources knows, for its hint: its first source's metadata."""
+    return Evidence(
+        source=sources[0],
+        origin=meta.origin,
+        place=meta.place,
+        holder=meta.holder,
+        owner=meta.owner,
+        kinds=kinds,
+        members=members,
+        born_late=born_late,
+        sources=sources,
+    )
 
 
 def _owner_key(source: str, stream: Stream) -> tuple[str, ...]:
