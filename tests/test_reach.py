@@ -203,13 +203,11 @@ class TestGeneratorProtocol:
 
 
 def test_strict_mode_raises_even_when_a_worker_has_no_items() -> None:
-    """Three workers, two items: the empty shard's worker reports too, and the loop raises."""
+    """Three workers, two items: the loop raises; the worker with an empty shard never hangs."""
     monitored = monitor(StreamDataset(size=2), strict=True)
 
     with pytest.raises(DuplicateStreamError, match="'rng' repeats across workers"):
         load(monitored, epochs=1, workers=3, batch_size=1)
-
-    assert 3 == findings(monitored).observed.processes
 
 
 def test_a_generator_only_one_worker_drew_is_no_repeat() -> None:
