@@ -10,7 +10,7 @@ def members(*generation_seed: tuple[int, int]) -> list[Member]:
     return [Member(gen, 0, 100 + i, seed=seed) for i, (gen, seed) in enumerate(generation_seed)]
 
 
-def hint(source: str, origin: str, *kinds: Kind, of: list[Member], **more: str) -> str:
+def hint(source: str, origin: str, *kinds: Kind, of: list[Member], **more: object) -> str:
     return hint_for(Evidence(source, origin, kinds, of, **more))  # type: ignore[arg-type]
 
 
@@ -41,6 +41,16 @@ class TestHintFor:
         text = hint("torch", "global", "epochs", of=members((0, 11), (1, 11)))
 
         assert "before each epoch" in text
+        assert "worker_id" not in text
+
+    def test_reseeding_every_epoch_with_numpy_names_the_worker_id_case_too(self) -> None:
+        """numpy among the replayed globals: a worker_id seed may repeat it as well."""
+        text = hint(
+            "numpy", "global", "epochs", of=members((0, 11), (1, 11)), sources=("numpy", "torch")
+        )
+
+        assert "before each epoch" in text
+        assert "seeds it from worker_id" in text
 
     def test_ranks(self) -> None:
         """Rank repeats point at adding the rank to the seed."""

@@ -27,7 +27,7 @@ from seedwatch._announce import quiet_announcements
 from seedwatch._api import findings, is_dataset, monitor
 from seedwatch._config import DEFAULT_DRAWS
 from seedwatch._errors import DuplicateStreamError
-from seedwatch._finding import Observed
+from seedwatch._finding import Observed, counted
 from seedwatch._render import render_table
 
 EXIT_CLEAN = 0
@@ -139,7 +139,7 @@ def run_check(options: CheckOptions, *, out: TextIO, err: TextIO) -> int:
     blind = [] if found or stopped else _unseen(loader, found.observed)
     if found:
         sources = sum(len(finding.sources) for finding in found)
-        summary = f"{_count(len(found), 'finding')} in {_count(sources, 'source')}"
+        summary = f"{counted(len(found), 'finding')} in {counted(sources, 'source')}"
     elif blind:
         summary = "\n".join(
             ["inconclusive: no duplicate streams, but not every repeat could have shown:"]
@@ -171,14 +171,8 @@ def _unseen(loader: Any, observed: Observed) -> list[str]:
             "give the check more items or a smaller --batch-size"
         )
     if not loader.persistent_workers and "epochs" not in can_see:
-        blind.append(f"{_count(observed.generations, 'epoch')} ran: use --epochs 2 or more")
+        blind.append(f"{counted(observed.generations, 'epoch')} ran: use --epochs 2 or more")
     return blind
-
-
-def _count(number: int, noun: str) -> str:
-    """``1 batch``, ``2 batches``, ``2 epochs``."""
-    plural = "batches" if noun == "batch" else f"{noun}s"
-    return f"{number} {noun if number == 1 else plural}"
 
 
 def _run_epochs(loader: Any, epochs: int, err: TextIO) -> int | None:
@@ -201,7 +195,9 @@ def _run_epochs(loader: Any, epochs: int, err: TextIO) -> int | None:
                 f"the pipeline raised {type(exc).__name__} in epoch {epoch}: {_error_line(exc)}"
             ) from exc
         seconds = time.monotonic() - started
-        err.write(f"\r  epoch {epoch}/{epochs}: {_count(count, 'batch')} in {seconds:.1f}s\n")
+        err.write(
+            f"\r  epoch {epoch}/{epochs}: {counted(count, 'batch', 'batches')} in {seconds:.1f}s\n"
+        )
     return None
 
 
@@ -222,8 +218,8 @@ def _describe_run(loader: Any, options: CheckOptions) -> str:
     method = context.get_start_method() if context else torch.multiprocessing.get_start_method()
     where = f"start method {method}" if loader.num_workers else "in the main process"
     return (
-        f"seedwatch check {options.target}: {_count(loader.num_workers, 'worker')}, "
-        f"{_count(options.epochs, 'epoch')}, batch size {loader.batch_size}, {where}"
+        f"seedwatch check {options.target}: {counted(loader.num_workers, 'worker')}, "
+        f"{counted(options.epochs, 'epoch')}, batch size {loader.batch_size}, {where}"
     )
 
 

@@ -178,9 +178,9 @@ class Observed:
         """Return one line: ``checked 4 processes: 2 epochs, up to 2 workers per epoch``."""
         ranks = f", {self.ranks} ranks" if self.ranks else ""
         return (
-            f"checked {_count(self.processes, 'process', 'processes')}: "
-            f"{_count(self.generations, 'epoch')}, "
-            f"up to {_count(self.most_workers, 'worker')} per epoch{ranks}"
+            f"checked {counted(self.processes, 'process', 'processes')}: "
+            f"{counted(self.generations, 'epoch')}, "
+            f"up to {counted(self.most_workers, 'worker')} per epoch{ranks}"
         )
 
     def as_dict(self) -> dict[str, int | bool]:
@@ -194,7 +194,8 @@ class Observed:
         }
 
 
-def _count(number: int, one: str, many: str | None = None) -> str:
+def counted(number: int, one: str, many: str | None = None) -> str:
+    """``1 epoch``, ``2 epochs``; ``many`` for an irregular plural (``processes``)."""
     return f"{number} {one if number == 1 else (many or one + 's')}"
 
 

@@ -91,9 +91,8 @@ def hint_for(evidence: Evidence) -> str:  # noqa: PLR0911 - one fix per pattern
             "Add the rank to the seed: torch.manual_seed(base_seed + rank), or build "
             "DataLoader(generator=torch.Generator().manual_seed(base_seed + rank))."
         )
-    library = _LIBRARY_HINTS.get(evidence.library)
-    if library is not None and has_library_fix(evidence.holder):
-        return library(evidence)
+    if has_library_fix(evidence.holder):
+        return _LIBRARY_HINTS[evidence.library](evidence)
     if evidence.born_late:
         return _late_hint(evidence)
     if "workers" not in kinds and _base_seed_repeats(evidence.members):
@@ -319,9 +318,6 @@ _LIBRARY_PARTS = {
     "datasets": "datasets.iterable_dataset.",
     "webdataset": "webdataset.",
 }
-
-#: Libraries with their own fix: their generators are gathered by owner object.
-LIBRARIES = frozenset(_LIBRARY_HINTS)
 
 #: Generators that a library keeps equal in every worker on purpose, by what holds
 #: them: webdataset seeds its shard shuffles alike in every worker (before

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import structlog
@@ -140,10 +140,3 @@ def _entry(line: bytes, run: str) -> tuple[tuple[str, str], Member] | None:
     return (source, fp), Member(
         member.generation, member.worker, member.pid, member.rank, member.seed, run=other
     )
-
-
-def past_members(
-    past: Mapping[tuple[str, str], Sequence[Member]], source: str, fp: str
-) -> Sequence[Member]:
-    """Return the earlier runs' processes that drew this stream (none for most)."""
-    return past.get((source, fp), ())

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 
 from seedwatch._finding import KINDS, Finding, Kind, Member, Observed
 from seedwatch._hints import (
-    LIBRARIES,
     SHARED_ACROSS_WORKERS,
     Evidence,
     has_library_fix,
@@ -505,9 +504,8 @@ def _owner_key(source: str, stream: Stream) -> tuple[str, ...]:
         return ("globals",)
     if stream.origin == "custom":
         return ("custom", source)
-    library = stream.holder.partition(".")[0]
-    if library in LIBRARIES and has_library_fix(stream.holder):
-        return ("library", library, stream.owner)
+    if has_library_fix(stream.holder):
+        return ("library", stream.holder.partition(".")[0], stream.owner)
     return ("owner", stream.owner, stream.place)
 
 

@@ -48,8 +48,8 @@ class FirstLook:
     ``seen`` keeps the generators found alive until the second look, so a
     generator re-created while serving is never mistaken for one seen before
     (a freed object's id can be reused). ``generators`` are the found ones by
-    path, and ``custom`` the custom sources read, so the second look can tell
-    which streams moved.
+    path and ``signatures`` every stream's state token, so the second look can
+    tell which streams moved.
     """
 
     streams: dict[str, Stream]

@@ -27,13 +27,13 @@ def assert_no_findings(monitored: Any) -> None:
 
     """
     from seedwatch._api import findings  # noqa: PLC0415 - keeps importing this module torch-free
+    from seedwatch._finding import counted  # noqa: PLC0415
     from seedwatch._render import render_findings  # noqa: PLC0415
 
     found = findings(monitored)
     if found:
-        count = f"{len(found)} problem{'' if len(found) == 1 else 's'}"
         raise AssertionError(
-            f"seedwatch found {count} of duplicate random streams "
+            f"seedwatch found {counted(len(found), 'problem')} of duplicate random streams "
             f"({found.observed.describe()}):\n{render_findings(found)}"
         )
 
