@@ -52,9 +52,10 @@ def _server(recorder: Recorder) -> Any:
 
 
 def raw_send(channel: Channel, payload: bytes) -> None:
+    """Send the channel's token, then ``payload`` as it is."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(channel.address)
-        sock.sendall(payload)
+        sock.sendall(channel.token.encode() + payload)
 
 
 class TestReportServer:

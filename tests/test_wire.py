@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from seedwatch._finding import Member
 from seedwatch._report import Report, Stream
 from seedwatch._wire import (
     MAX_FRAME,
+    MAX_NAME,
     MalformedError,
     decode_member,
     decode_notice,
@@ -23,7 +25,7 @@ from seedwatch._wire import (
     encode_notice,
     encode_request,
     encode_verdict,
-    split_frames,
+    frame_length,
 )
 
 TOKEN = "0123abcd"  # noqa: S105 - a test token, not a secret
@@ -59,14 +61,13 @@ def stream(**change: object) -> dict[str, object]:
 
 
 def body(frame: bytes) -> bytes:
-    [only], rest = split_frames(frame)
-    assert b"" == rest
-    return only
+    assert len(frame) - 4 == frame_length(frame[:4])
+    return frame[4:]
 
 
 def request_body(change: Callable[[dict[str, Any]], object]) -> bytes:
     """A valid request's body, with ``change`` applied to its decoded JSON."""
-    data = json.loads(body(encode_request(sample(), TOKEN, awaits_verdict=True)))
+    data = json.loads(body(encode_request(sample(), TOKEN, strict=True, awaits_verdict=True)))
     change(data)
     return json.dumps(data).encode()
 
@@ -81,18 +82,10 @@ class TestFrames:
             json.loads(frame[4:]),
         )
 
-    def test_split_keeps_an_incomplete_tail(self) -> None:
-        """Complete frames come out; a partial one waits for more bytes."""
-        one, two = encode_frame({"n": 1}), encode_frame({"n": 2})
-
-        frames, rest = split_frames(one + two[:5])
-
-        assert ([one[4:]], two[:5]) == (frames, rest)
-
     def test_an_oversized_header_is_refused_before_its_body(self) -> None:
         """A length over MAX_FRAME is malformed as soon as the header is there."""
         with pytest.raises(MalformedError, match="exceeds"):
-            split_frames(struct.pack("!I", MAX_FRAME + 1))
+            frame_length(struct.pack("!I", MAX_FRAME + 1))
 
 
 class TestRequest:
@@ -100,14 +93,14 @@ class TestRequest:
     def test_round_trips(self, awaits: bool) -> None:
         """A report and its wish for a verdict survive the wire unchanged."""
         request = decode_request(
-            body(encode_request(sample(), TOKEN, awaits_verdict=awaits)), TOKEN
+            body(encode_request(sample(), TOKEN, strict=awaits, awaits_verdict=awaits)), TOKEN
         )
 
         assert (sample(), awaits) == (request.report, request.awaits_verdict)
 
     def test_another_monitors_token_is_refused(self) -> None:
         """Only holders of the monitor's token are heard."""
-        frame = encode_request(sample(), "forged", awaits_verdict=False)
+        frame = encode_request(sample(), "forged", strict=False, awaits_verdict=False)
 
         with pytest.raises(MalformedError, match="not a message for this monitor"):
             decode_request(body(frame), TOKEN)
@@ -134,6 +127,16 @@ class TestRequest:
             lambda d: d["report"].update(streams={"rng": stream(prefix="abc")}),
             lambda d: d["report"].update(streams={"rng": stream(prefix="ab" * 1025)}),
             lambda d: d["report"].update(streams=[]),
+            lambda d: d["report"].update(pid=-1),
+            lambda d: d["report"].update(pid=10**30),
+            lambda d: d["report"].update(worker=-1),
+            lambda d: d["report"].update(seed=1 << 64),
+            lambda d: d["report"].update(rank=-3),
+            lambda d: d["report"].update(generation="gen\n1"),
+            lambda d: d["report"].update(streams={"rng\ud800": stream()}),
+            lambda d: d["report"].update(streams={"\x1b[2Jrng": stream()}),
+            lambda d: d["report"].update(streams={"r" * (MAX_NAME + 1): stream()}),
+            lambda d: d["report"].update(streams={"rng": stream(owner="t\u202e")}),
             lambda d: d.update(report=[1, 2]),
             lambda d: d.pop("report"),
         ],
@@ -142,6 +145,29 @@ class TestRequest:
         """Missing keys and wrong types are refused, never half-read."""
         with pytest.raises(MalformedError, match="malformed report"):
             decode_request(request_body(damage), TOKEN)
+
+    def test_the_encoder_makes_every_name_acceptable(self) -> None:
+        """Odd names of a worker (a key with a newline, a very long path) still get through."""
+        odd = {
+            "ds.table['a\\nb']\n": Stream("000000000000001f", "x"),
+            "x" * 5000: Stream("000000000000001f", "x"),
+        }
+        frame = encode_request(
+            replace(sample(), streams=odd), TOKEN, strict=False, awaits_verdict=False
+        )
+
+        names = list(decode_request(body(frame), TOKEN).report.streams)
+
+        assert 2 == len(names)
+        assert all(name.isprintable() and len(name) <= MAX_NAME for name in names)
+
+    def test_strict_is_carried_without_waiting(self) -> None:
+        """An exiting strict worker's note is strict but waits for nothing."""
+        frame = encode_request(sample(), TOKEN, strict=True, awaits_verdict=False)
+
+        request = decode_request(body(frame), TOKEN)
+
+        assert (True, False) == (request.strict, request.awaits_verdict)
 
     @pytest.mark.parametrize("raw", [b"nope", b"[1]", b"\xff", b"[" * 100_000 + b"]" * 100_000])
     def test_non_objects_are_refused(self, raw: bytes) -> None:
@@ -179,6 +205,10 @@ class TestRankValues:
             '{"generation": 0, "worker": 0, "pid": "1", "rank": 0, "seed": 0}',
             '{"generation": true, "worker": 0, "pid": 1, "rank": 0, "seed": 0}',
             '{"generation": 0, "pid": 1, "rank": 0, "seed": 0}',
+            '{"generation": 0, "worker": 0, "pid": -1, "rank": 0, "seed": 0}',
+            '{"generation": 0, "worker": 0, "pid": 1, "rank": -1, "seed": 0}',
+            '{"generation": -5, "worker": 0, "pid": 1, "rank": 0, "seed": 0}',
+            '{"generation": 0, "worker": 0, "pid": 1, "rank": 0, "seed": 1e400}',
         ],
     )
     def test_a_malformed_member_is_refused(self, value: str) -> None:

@@ -18,10 +18,9 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any, Protocol
 
-import structlog
-
+from seedwatch import _logs
 from seedwatch._announce import announce, note_latent
-from seedwatch._finding import Findings, Member
+from seedwatch._finding import Finding, Findings, Member
 from seedwatch._history import History
 from seedwatch._ledger import StreamLedger
 from seedwatch._ranks import Elsewhere
@@ -29,8 +28,6 @@ from seedwatch._render import duplicate_message
 from seedwatch._report import Report
 from seedwatch._transport import Channel, Handler, ReportServer
 from seedwatch._wire import MalformedError, decode_request, encode_verdict
-
-_log = structlog.get_logger("seedwatch")
 
 #: Collectors of this process by monitor id, so copies of a proxy share one.
 _collectors: weakref.WeakValueDictionary[str, Collector] = weakref.WeakValueDictionary()
@@ -92,6 +89,10 @@ class Collector:
         #: Set once the server listens; read without locks by forked children.
         self.channel: Channel | None = None
         self._finalizer: weakref.finalize[Any, Collector] | None = None
+        #: Strict errors about workers' reports that no exception has carried to the
+        #: user's loop yet: a monitored loader raises them (see :meth:`take_owed`).
+        self.owed: list[str] = []
+        self._bad_input = _logs.Throttle()
 
     @property
     def owned(self) -> bool:
@@ -110,6 +111,11 @@ class Collector:
 
     def submit(self, report: Report, *, strict: bool) -> str | None:
         """Judge a report; return the error message for a strict reporter that duplicates."""
+        involving = self._judge(report, strict=strict)
+        return duplicate_message(involving) if strict and involving else None
+
+    def _judge(self, report: Report, *, strict: bool) -> list[Finding]:
+        """Record, share and announce a report; return the findings it takes part in."""
         rank = self._ranks.rank()
         if rank is not None:
             report = replace(report, rank=rank)
@@ -127,7 +133,7 @@ class Collector:
             new += more_new
             involving += more_involving
         announce(new, strict=strict)
-        return duplicate_message(involving) if strict and involving else None
+        return involving
 
     def sync(self, *, refresh: bool = False) -> None:
         """
@@ -154,6 +160,17 @@ class Collector:
             [f for f in everything if f.used], observed, [f for f in everything if not f.used]
         )
 
+    def take_owed(self) -> str | None:
+        """Return, and forget, the strict errors owed to the user's loop (``None``: none)."""
+        with self._lock:
+            owed, self.owed[:] = list(self.owed), []
+        return "\n\n".join(dict.fromkeys(owed)) if owed else None
+
+    def forgive_owed(self) -> None:
+        """Forget owed errors: a worker's own strict error just reached the user's loop."""
+        with self._lock:
+            self.owed.clear()
+
     def close(self) -> None:
         """Stop listening (idempotent); findings stay readable."""
         if self._finalizer is not None:
@@ -166,9 +183,16 @@ class Collector:
         try:
             request = decode_request(body, channel.token)
         except MalformedError as exc:
-            _log.warning("seedwatch_bad_message", error=str(exc))
+            self._bad_input.warning("seedwatch_bad_message", error=str(exc))
             return None
-        error = self.submit(request.report, strict=request.awaits_verdict)
+        # A strict worker that waits raises the verdict itself, so it is not also
+        # warned about. Either way its duplicate is owed to the user's loop, in case
+        # the worker never gets (or, exiting, never waited for) its answer.
+        involving = self._judge(request.report, strict=request.awaits_verdict)
+        error = duplicate_message(involving) if request.strict and involving else None
+        if error is not None:
+            with self._lock:
+                self.owed.append(error)
         return encode_verdict(error) if request.awaits_verdict else None
 
 
@@ -195,7 +219,7 @@ def listen_before_fork() -> None:
             try:
                 collector.listen()
             except OSError as exc:
-                _log.warning("seedwatch_listen_failed", error=repr(exc))
+                _logs.warning("seedwatch_listen_failed", error=repr(exc))
 
 
 def reset_after_fork() -> None:

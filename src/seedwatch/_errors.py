@@ -15,3 +15,14 @@ class DuplicateStreamError(RuntimeError):
 
 class DuplicateStreamWarning(UserWarning):
     """Two workers, epochs or ranks drew the same random stream (warn mode)."""
+
+
+class VerdictUnavailableError(RuntimeError):
+    """
+    A strict-mode worker got no verdict from the main process in time, so it fails closed.
+
+    Raised in the worker, and re-raised by PyTorch in the user's loop like
+    :class:`DuplicateStreamError`. It means the worker's streams were not judged
+    (the main process was gone or stuck), not that they repeat; strict mode
+    treats "unjudged" as "not clean".
+    """

@@ -28,12 +28,9 @@ import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
-import structlog
-
+from seedwatch import _logs
 from seedwatch._finding import Member
 from seedwatch._wire import MalformedError, decode_member
-
-_log = structlog.get_logger("seedwatch")
 
 #: The most a history file grows to, and the most of it that is read.
 MAX_BYTES = 16 << 20
@@ -80,7 +77,7 @@ class History:
         except FileNotFoundError:
             return {}
         except OSError as exc:
-            _log.warning("seedwatch_history_unreadable", path=str(self.path), error=repr(exc))
+            _logs.warning("seedwatch_history_unreadable", path=str(self.path), error=repr(exc))
             return {}
         past: dict[tuple[str, str], list[Member]] = {}
         for line in text.splitlines():
@@ -115,14 +112,14 @@ class History:
             try:
                 if os.fstat(descriptor).st_size + len(data) > MAX_BYTES:
                     self._full = True
-                    _log.warning("seedwatch_history_full", path=str(self.path), limit=MAX_BYTES)
+                    _logs.warning("seedwatch_history_full", path=str(self.path), limit=MAX_BYTES)
                     return
                 os.write(descriptor, data)
             finally:
                 os.close(descriptor)
         except OSError as exc:
             self._full = True  # once: a history that cannot be written is not retried
-            _log.warning("seedwatch_history_unwritable", path=str(self.path), error=repr(exc))
+            _logs.warning("seedwatch_history_unwritable", path=str(self.path), error=repr(exc))
 
 
 def _entry(line: bytes, run: str) -> tuple[tuple[str, str], Member] | None:

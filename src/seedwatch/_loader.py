@@ -15,16 +15,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
-import structlog
 import wrapt
 from torch.utils.data import DataLoader
 
+from seedwatch import _logs
 from seedwatch._errors import DuplicateStreamError
 from seedwatch._monitor import Monitor
 from seedwatch._proxy import MonitoredDataset, MonitoredMarker, monitor_of, settle
 from seedwatch._report import Report
-
-_log = structlog.get_logger("seedwatch")
 
 #: Attributes the shadow keeps its own: every other attribute set on the proxy is mirrored.
 _SHADOW_EXCLUDED = frozenset({"dataset", "_iterator"})
@@ -90,7 +88,7 @@ class MonitoredLoader(wrapt.BaseObjectProxy, MonitoredMarker):  # type: ignore[t
 
     def __iter__(self) -> Iterator[Any]:
         if self._self_shadow.num_workers > 0:
-            return _EpochIterator(iter(self._self_shadow), self._self_end_epoch)
+            return _EpochIterator(iter(self._self_shadow), self._self_end_epoch, self._self_monitor)
         dataset, monitor = self.dataset, self._self_monitor
         epoch, self._self_epochs = self._self_epochs, self._self_epochs + 1
         settle(dataset)
@@ -112,7 +110,7 @@ class MonitoredLoader(wrapt.BaseObjectProxy, MonitoredMarker):  # type: ignore[t
             },
         )
         monitor.deliver(start)
-        return _EpochIterator(iterator, lambda: self._self_end_epoch(start))
+        return _EpochIterator(iterator, lambda: self._self_end_epoch(start), monitor)
 
     def _self_end_epoch(self, start: Report | None = None) -> None:
         """
@@ -123,6 +121,7 @@ class MonitoredLoader(wrapt.BaseObjectProxy, MonitoredMarker):  # type: ignore[t
         """
         monitor = self._self_monitor
         monitor.sync()
+        _raise_owed(monitor)
         if self._self_shadow.num_workers == 0:
             streams = monitor.take(self.dataset).streams
             self._self_epoch_end = {name: stream.fingerprint for name, stream in streams.items()}
@@ -151,23 +150,41 @@ class MonitoredLoader(wrapt.BaseObjectProxy, MonitoredMarker):  # type: ignore[t
 
 
 class _EpochIterator(wrapt.BaseObjectProxy):  # type: ignore[type-arg]
-    """The loader's own iterator, telling the loader once when the epoch ends or is abandoned."""
+    """
+    The loader's own iterator, telling the loader once when the epoch ends or is abandoned.
+
+    In strict mode it is also where a worker's duplicate reaches the user's loop
+    when the worker could not raise it (see :meth:`Collector.take_owed`): at the
+    next batch after the main process heard of it, at the latest at the epoch's end.
+    """
 
     _self_on_end: Callable[[], None] | None
+    _self_monitor: Monitor
+    _self_owed: list[str]
 
-    def __init__(self, iterator: Iterator[Any], on_end: Callable[[], None]) -> None:
+    def __init__(
+        self, iterator: Iterator[Any], on_end: Callable[[], None], monitor: Monitor
+    ) -> None:
         super().__init__(iterator)
         self._self_on_end = on_end
+        self._self_monitor = monitor
+        self._self_owed = monitor.collector().owed
 
     def __iter__(self) -> Iterator[Any]:
         return self
 
     def __next__(self) -> Any:
         try:
-            return next(self.__wrapped__)
+            item = next(self.__wrapped__)
         except StopIteration:
             self._self_end(strict=True)
             raise
+        except DuplicateStreamError:
+            self._self_monitor.collector().forgive_owed()  # a worker raised it itself
+            raise
+        if self._self_owed:
+            _raise_owed(self._self_monitor)
+        return item
 
     def __del__(self) -> None:
         # At interpreter exit even logging may be gone: nothing may escape.
@@ -184,4 +201,11 @@ class _EpochIterator(wrapt.BaseObjectProxy):  # type: ignore[type-arg]
             if strict:  # the epoch's verdict, raised from the user's loop
                 raise
         except Exception as exc:  # noqa: BLE001 - bookkeeping must not break the user's loop
-            _log.warning("seedwatch_internal_error", error=repr(exc))
+            _logs.warning("seedwatch_internal_error", error=repr(exc))
+
+
+def _raise_owed(monitor: Monitor) -> None:
+    """Raise the strict errors of workers that could not raise them themselves."""
+    owed = monitor.collector().take_owed()
+    if owed is not None:
+        raise DuplicateStreamError(owed)

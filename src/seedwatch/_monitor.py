@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from multiprocessing.util import Finalize
 
-import structlog
 from torch.utils.data import get_worker_info
 
+from seedwatch import _logs, _transport
 from seedwatch._collector import Collector, collector_for
 from seedwatch._config import MonitorConfig
-from seedwatch._errors import DuplicateStreamError
+from seedwatch._errors import DuplicateStreamError, VerdictUnavailableError
 from seedwatch._finding import Findings
 from seedwatch._probe import (
     FirstLook,
@@ -33,8 +33,6 @@ from seedwatch._ranks import RankSync
 from seedwatch._report import Report
 from seedwatch._transport import EXIT_TIMEOUT_S, Channel, send
 from seedwatch._wire import MalformedError, decode_verdict, encode_request
-
-_log = structlog.get_logger("seedwatch")
 
 
 class Monitor:
@@ -97,7 +95,7 @@ class Monitor:
         try:
             first: FirstLook | None = look(dataset, self.config.draws)
         except Exception as exc:  # noqa: BLE001 - monitoring must never break a fetch
-            _log.warning("seedwatch_internal_error", error=repr(exc))
+            _logs.warning("seedwatch_internal_error", error=repr(exc))
             first = None
         return Watch(self, dataset, first, iteration)
 
@@ -109,6 +107,8 @@ class Monitor:
             DuplicateStreamError: In strict mode, when the report repeats a stream.
                 A failure of seedwatch itself is logged, never raised: monitoring
                 must not break a fetch.
+            VerdictUnavailableError: In strict mode, in a worker whose main process
+                does not answer in time: strict mode fails closed.
 
         """
         self.deliver_taken(lambda: report)
@@ -119,14 +119,21 @@ class Monitor:
         try:
             report = take()
             if get_worker_info() is None:
-                error = self.collector().submit(report, strict=strict)
+                answered, error = True, self.collector().submit(report, strict=strict)
             else:
-                error = self._send(report, strict=strict)
+                answered, error = self._send(report, strict=strict)
         except Exception as exc:  # noqa: BLE001 - monitoring must never break a fetch
-            _log.warning("seedwatch_internal_error", error=repr(exc))
+            _logs.warning("seedwatch_internal_error", error=repr(exc))
             return
         if error:
             raise DuplicateStreamError(error)
+        if not answered:
+            raise VerdictUnavailableError(
+                "seedwatch strict mode: this worker's streams were sent to the main process but "
+                f"no verdict came back within {_transport.CLIENT_TIMEOUT_S:g} s (the main "
+                "process is gone or stuck), so they are unjudged; strict mode treats that as a "
+                "failure"
+            )
 
     def sync(self) -> None:
         """Read what workers sent and what other ranks said (see :meth:`Collector.sync`)."""
@@ -136,20 +143,23 @@ class Monitor:
         """Return every finding so far (see :meth:`Collector.findings`)."""
         return self.collector().findings()
 
-    def _send(self, report: Report, *, strict: bool) -> str | None:
+    def _send(self, report: Report, *, strict: bool) -> tuple[bool, str | None]:
+        """Send a worker's report; return whether a strict verdict came back, and its error."""
         channel = self.channel()
         if channel is None:
-            _log.warning("seedwatch_no_channel", reason="the dataset was not monitored before fork")
-            return None
-        frame = encode_request(report, channel.token, awaits_verdict=strict)
+            _logs.warning("seedwatch_no_channel", reason="not monitored before the fork")
+            return True, None
+        frame = encode_request(report, channel.token, strict=strict, awaits_verdict=strict)
         reply = send(channel, frame, await_reply=strict)
+        if not strict:
+            return True, None
         if reply is None:
-            return None
+            return False, None
         try:
-            return decode_verdict(reply)
+            return True, decode_verdict(reply)
         except MalformedError as exc:
-            _log.warning("seedwatch_bad_verdict", error=str(exc))
-            return None
+            _logs.warning("seedwatch_bad_verdict", error=str(exc))
+            return False, None
 
 
 class Watch:
@@ -202,7 +212,7 @@ class Watch:
         if served if strict_verdict is None else strict_verdict:
             monitor.deliver_taken(take)
         else:
-            with contextlib.suppress(DuplicateStreamError):
+            with contextlib.suppress(DuplicateStreamError, VerdictUnavailableError):
                 monitor.deliver_taken(take)
 
 
@@ -228,9 +238,10 @@ def _check_at_exit(monitor: Monitor, report: Report, after: SecondLook) -> None:
             )
             channel = monitor.channel()
             if channel is not None:
-                frame = encode_request(used, channel.token, awaits_verdict=False)
+                strict = monitor.config.strict_now()
+                frame = encode_request(used, channel.token, strict=strict, awaits_verdict=False)
                 send(channel, frame, await_reply=False, timeout=EXIT_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - a worker's exit must not fail on our account
-            _log.warning("seedwatch_internal_error", error=repr(exc))
+            _logs.warning("seedwatch_internal_error", error=repr(exc))
 
     Finalize(None, note, exitpriority=10)

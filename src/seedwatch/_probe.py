@@ -19,10 +19,10 @@ import sys
 import types
 from dataclasses import dataclass, field
 
-import structlog
 import torch
 from torch.utils.data import get_worker_info
 
+from seedwatch import _logs
 from seedwatch._discover import Found, find_generators
 from seedwatch._generators import (
     GLOBAL_SOURCES,
@@ -36,8 +36,6 @@ from seedwatch._generators import (
 )
 from seedwatch._report import OVERLAP_SPAN, RESEEDED_GLOBAL, Report, Stream
 from seedwatch._sources import custom_sources
-
-_log = structlog.get_logger("seedwatch")
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,7 @@ def look(dataset: object, draws: int) -> FirstLook:
         try:
             values, rng = source.sample(draws)
         except Exception as exc:  # noqa: BLE001 - a broken custom source is skipped, not fatal
-            _log.warning("unreadable_source", source=source.name, error=repr(exc))
+            _logs.warning("unreadable_source", source=source.name, error=repr(exc))
             continue
         if values is not None:
             streams[source.name] = Stream(fingerprint(values), "custom")
@@ -170,7 +168,7 @@ def _signature(path: str, rng: object) -> object:
     try:
         return state_signature(rng)
     except Exception as exc:  # noqa: BLE001 - unreadable: leave it as it was
-        _log.debug("unreadable_generator", source=path, error=repr(exc))
+        _logs.debug("unreadable_generator", source=path, error=repr(exc))
         return None
 
 
@@ -273,7 +271,7 @@ def _generator_streams(
             values = upcoming_draws(rng, max(draws, OVERLAP_SPAN))
             used = not (born_late and is_fresh(rng))
         except Exception as exc:  # noqa: BLE001 - an unreadable generator is skipped, not fatal
-            _log.debug("unreadable_generator", source=item.path, error=repr(exc))
+            _logs.debug("unreadable_generator", source=item.path, error=repr(exc))
             continue
         width = len(values) // max(draws, OVERLAP_SPAN)
         streams[item.path] = Stream(

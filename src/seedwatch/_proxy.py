@@ -343,4 +343,5 @@ def _rearm_after_fork() -> None:
             _set_class(proxy, _ArmedDataset)
 
 
-os.register_at_fork(before=listen_before_fork, after_in_child=_rearm_after_fork)
+if hasattr(os, "register_at_fork"):  # POSIX: Windows has no fork
+    os.register_at_fork(before=listen_before_fork, after_in_child=_rearm_after_fork)

@@ -4,8 +4,10 @@ What crosses a process boundary, in one place: each message, its encoder, its va
 Between a worker and its main process (over :mod:`seedwatch._transport`):
 
 - a *frame*: a 4-byte big-endian length, then that many bytes of JSON;
-- a *request* (worker to main): ``{"token", "await", "report"}``, where ``await``
-  asks for a verdict (strict mode) and ``report`` is a :class:`Report` whose
+- a *request* (worker to main): ``{"token", "await", "strict", "report"}``, where
+  ``await`` asks for a verdict, ``strict`` says the worker is in strict mode (an
+  exiting worker's last note is strict but waits for nothing), and ``report``
+  is a :class:`Report` whose
   ``streams`` and ``later`` map source names to a :class:`Stream`'s fields
   (``fp``, ``origin``, ``place``, ``used``, ``owner``, ``holder``, ``aliases``, ``prefix``);
 - a *verdict* (main to worker): ``{"error"}``, the strict-mode error text or ``null``.
@@ -16,11 +18,15 @@ Between ranks (values in the c10d store, see :mod:`seedwatch._ranks`):
 - a *notice*: ``[source, fingerprint]``, a stream another rank shares with the reader.
 
 Everything is JSON, never pickle. Every decoder validates the whole value and
-raises :class:`MalformedError` (a ``ValueError``) rather than return half of it.
+raises :class:`MalformedError` (a ``ValueError``) rather than return half of it:
+integers in range (:data:`INT_RANGES`), names printable and at most
+:data:`MAX_NAME` characters (the encoder escapes and shortens its own so they
+always pass), fingerprints 16 lowercase hex digits.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import struct
@@ -46,25 +52,19 @@ def encode_frame(message: dict[str, Any]) -> bytes:
     return _HEADER.pack(len(body)) + body
 
 
-def split_frames(buffer: bytes) -> tuple[list[bytes], bytes]:
+def frame_length(header: bytes) -> int:
     """
-    Return the complete frame bodies at the start of ``buffer``, and what follows them.
+    Return the body length a frame's :data:`HEADER_SIZE`-byte header announces.
 
     Raises:
-        MalformedError: A frame announces more than :data:`MAX_FRAME` bytes.
+        MalformedError: It announces more than :data:`MAX_FRAME` bytes: the
+            reader refuses before reading (or buffering) any of the body.
 
     """
-    frames = []
-    while len(buffer) >= HEADER_SIZE:
-        (length,) = _HEADER.unpack_from(buffer)
-        if length > MAX_FRAME:
-            raise MalformedError(f"frame of {length} bytes exceeds {MAX_FRAME}")
-        end = HEADER_SIZE + length
-        if len(buffer) < end:
-            break
-        frames.append(buffer[HEADER_SIZE:end])
-        buffer = buffer[end:]
-    return frames, buffer
+    (length,) = _HEADER.unpack(header)
+    if length > MAX_FRAME:
+        raise MalformedError(f"frame of {length} bytes exceeds {MAX_FRAME}")
+    return int(length)
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,19 @@ class Request:
 
     report: Report
     awaits_verdict: bool
+    strict: bool
 
 
-def encode_request(report: Report, token: str, *, awaits_verdict: bool) -> bytes:
+def encode_request(report: Report, token: str, *, strict: bool, awaits_verdict: bool) -> bytes:
     """Return the frame a worker sends: its report, for the monitor that ``token`` names."""
-    return encode_frame({"token": token, "await": awaits_verdict, "report": _plain_report(report)})
+    return encode_frame(
+        {
+            "token": token,
+            "await": awaits_verdict,
+            "strict": strict,
+            "report": _plain_report(report),
+        }
+    )
 
 
 def decode_request(body: bytes, token: str) -> Request:
@@ -95,7 +103,8 @@ def decode_request(body: bytes, token: str) -> Request:
         report = _report(data["report"])
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise MalformedError(f"malformed report: {exc!r}") from None
-    return Request(report, awaits_verdict=data.get("await") is True)
+    awaits = data.get("await") is True
+    return Request(report, awaits_verdict=awaits, strict=awaits or data.get("strict") is True)
 
 
 def encode_verdict(error: str | None) -> bytes:
@@ -137,13 +146,13 @@ def decode_member(value: object, *, ranked: bool = True) -> Member:
         if not isinstance(data, dict):
             raise TypeError("not an object")  # noqa: TRY301 - one exit for every defect
         return Member(
-            generation=_int(data["generation"]),
-            worker=_optional_int(data["worker"]),
-            pid=_int(data["pid"]),
-            rank=_int(data["rank"]) if ranked else _optional_int(data.get("rank")),
-            seed=_optional_int(data["seed"]),
+            generation=_int(data["generation"], "generation"),
+            worker=_optional_int(data["worker"], "worker"),
+            pid=_int(data["pid"], "pid"),
+            rank=_int(data["rank"], "rank") if ranked else _optional_int(data.get("rank"), "rank"),
+            seed=_optional_int(data["seed"], "seed"),
         )
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise MalformedError(f"malformed member: {exc!r}") from None
 
 
@@ -170,7 +179,7 @@ def decode_notice(value: object) -> tuple[str, str]:
 
 def _plain_report(report: Report) -> dict[str, Any]:
     return {
-        "generation": report.generation,
+        "generation": _sendable(report.generation),
         "worker": report.worker,
         "pid": report.pid,
         "seed": report.seed,
@@ -183,22 +192,42 @@ def _plain_report(report: Report) -> dict[str, Any]:
 
 def _plain_streams(streams: Mapping[str, Stream]) -> dict[str, dict[str, Any]]:
     return {
-        name: {
+        _sendable(name): {
             "fp": s.fingerprint,
-            "origin": s.origin,
-            "place": s.place,
+            "origin": _sendable(s.origin),
+            "place": _sendable(s.place),
             "used": s.used,
-            "owner": s.owner,
-            "holder": s.holder,
-            "aliases": list(s.aliases),
+            "owner": _sendable(s.owner),
+            "holder": _sendable(s.holder),
+            "aliases": [_sendable(alias) for alias in s.aliases[:MAX_ALIASES]],
             "prefix": s.prefix,
         }
         for name, s in streams.items()
     }
 
 
+def _sendable(name: str) -> str:
+    """Return ``name`` as a receiver accepts it: printable, at most :data:`MAX_NAME` characters."""
+    if not name.isprintable():
+        name = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in name)
+    if len(name) > MAX_NAME:
+        digest = hashlib.blake2b(name.encode(), digest_size=8).hexdigest()
+        name = f"{name[: MAX_NAME - 17]}~{digest}"
+    return name
+
+
 #: The most other paths to one generator a report may name.
 MAX_ALIASES = 64
+#: The longest name (of a source, a place, a holder, a generation) a report may carry.
+MAX_NAME = 1024
+#: The values an integer field may take: process ids and seeds are unsigned, at most 64 bits.
+INT_RANGES = {
+    "pid": range(1 << 32),
+    "worker": range(1 << 20),
+    "rank": range(1 << 24),
+    "seed": range(1 << 64),
+    "generation": range(1 << 32),
+}
 _PREFIX = re.compile("(?:[0-9a-f]{2}){0,1024}")
 
 
@@ -212,8 +241,8 @@ def _streams(data: object) -> dict[str, Stream]:
         aliases = value.get("aliases", [])
         if not isinstance(aliases, list) or len(aliases) > MAX_ALIASES:
             raise TypeError(f"aliases must be a list of at most {MAX_ALIASES} names")
-        prefix = _text(value.get("prefix", ""))
-        if not _PREFIX.fullmatch(prefix):
+        prefix = value.get("prefix", "")
+        if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
             raise ValueError("a prefix is hex digits, at most 2048")
         used = value.get("used", True)
         if not isinstance(used, bool):
@@ -236,11 +265,11 @@ def _report(data: object) -> Report:
         raise TypeError("a report must be a JSON object")
     return Report(
         generation=_text(data["generation"]),
-        worker=_optional_int(data["worker"]),
-        pid=_int(data["pid"]),
-        seed=_optional_int(data["seed"]),
+        worker=_optional_int(data["worker"], "worker"),
+        pid=_int(data["pid"], "pid"),
+        seed=_optional_int(data["seed"], "seed"),
         streams=_streams(data["streams"]),
-        rank=_optional_int(data.get("rank")),
+        rank=_optional_int(data.get("rank"), "rank"),
         later=_streams(data.get("later", {})),
         resumed=data.get("resumed") is True,
     )
@@ -267,14 +296,18 @@ def _fingerprint(value: object) -> str:
 def _text(value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {type(value).__name__}")
+    if len(value) > MAX_NAME or not value.isprintable():
+        raise ValueError(f"a name is at most {MAX_NAME} printable characters")
     return value
 
 
-def _int(value: object) -> int:
+def _int(value: object, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"expected an integer, got {type(value).__name__}")
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
+    if value not in INT_RANGES[name]:
+        raise ValueError(f"{name}: {value} is out of range")
     return value
 
 
-def _optional_int(value: object) -> int | None:
-    return None if value is None else _int(value)
+def _optional_int(value: object, name: str) -> int | None:
+    return None if value is None else _int(value, name)
