@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import operator
 import os
+import sys
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -90,49 +91,91 @@ def new_config(
 
     Raises:
         TypeError: An option has the wrong type (the message names it).
-        ValueError: ``draws`` is out of range.
+        ValueError: ``draws`` is out of range, or a name in ``expect_shared`` is empty.
 
     """
-    if strict is not None and not isinstance(strict, bool):
-        raise TypeError(f"strict must be True, False or None, got {strict!r}")
+    strict = validated_strict(strict)
+    history = validated_history(history)
     if history is None:
         history = os.environ.get(HISTORY_ENV_VAR) or None
-    if history is not None and not isinstance(history, (str, os.PathLike)):
-        raise TypeError(f"history must be a file path or None, got {history!r}")
     return MonitorConfig(
         monitor_id=os.urandom(8).hex(),
         strict=strict,
-        draws=_validated_draws(draws),
-        expect_shared=_validated_names(expect_shared),
-        history=None if history is None else os.fspath(history),
+        draws=validated_draws(draws),
+        expect_shared=validated_names(expect_shared),
+        history=history,
     )
 
 
-def _validated_draws(draws: object) -> int:
-    if isinstance(draws, bool):
-        raise TypeError("draws must be an int, got bool")
-    try:
-        count = operator.index(draws)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"draws must be an int, got {type(draws).__qualname__}") from None
+def validated_strict(strict: object) -> bool | None:
+    """Return ``strict`` if it is True, False or None: ``"yes"`` or 1 would read as a choice."""
+    if strict is not None and not isinstance(strict, bool):
+        raise TypeError(f"strict must be True, False or None, got {strict!r}")
+    return strict
+
+
+def validated_history(history: object) -> str | None:
+    """Return ``history`` as a path string, or None; the environment is not read here."""
+    if history is None:
+        return None
+    if not isinstance(history, (str, os.PathLike)):
+        raise TypeError(f"history must be a file path or None, got {history!r}")
+    return os.fspath(history)
+
+
+def validated_draws(draws: object) -> int:
+    """Return ``draws`` as an int in range: any integer type but bool (True is not a count)."""
+    count = integer_draws(draws)
     if not MIN_DRAWS <= count <= MAX_DRAWS:
         raise ValueError(f"draws must be between {MIN_DRAWS} and {MAX_DRAWS}, got {count}")
     return count
 
 
-def _validated_names(expect_shared: Iterable[object]) -> frozenset[str]:
-    if expect_shared is None or not isinstance(expect_shared, Iterable):
+def integer_draws(draws: object) -> int:
+    """
+    Return ``draws`` as a plain int, checking its type only.
+
+    Numpy and torch integers pass (through ``__index__``); bools, numpy's included,
+    do not: ``draws=True`` is a slip, not a count of one.
+    """
+    if _is_bool(draws):
+        raise TypeError(f"draws must be an int from {MIN_DRAWS} to {MAX_DRAWS}, got {draws!r}")
+    try:
+        return operator.index(draws)  # type: ignore[arg-type]
+    except TypeError:
         raise TypeError(
-            f"expect_shared must be a collection of source names, got {expect_shared!r}"
-        )
+            f"draws must be an int from {MIN_DRAWS} to {MAX_DRAWS}, got {type(draws).__qualname__}"
+        ) from None
+
+
+def _is_bool(value: object) -> bool:
+    """Whether ``value`` is a Python or numpy bool, without importing numpy here."""
+    numpy = sys.modules.get("numpy")  # a numpy bool can only exist once numpy is loaded
+    return isinstance(value, bool) or (numpy is not None and isinstance(value, numpy.bool_))
+
+
+def validated_names(expect_shared: Iterable[object]) -> frozenset[str]:
+    """
+    Return the source names in ``expect_shared``.
+
+    One string (or bytes) is refused rather than read as its characters, and
+    ``None`` rather than read as no names: each is a slip whose silent reading
+    would report, or hide, the wrong sources.
+    """
     if isinstance(expect_shared, str):
         raise TypeError(
             f"expect_shared must be a collection of source names, not one string; "
             f"did you mean expect_shared=[{expect_shared!r}]?"
         )
+    if isinstance(expect_shared, (bytes, bytearray)) or not isinstance(expect_shared, Iterable):
+        raise TypeError(
+            f"expect_shared must be a collection of source names (str), got {expect_shared!r}"
+        )
     names: list[str] = []
     for name in expect_shared:
         if not isinstance(name, str):
             raise TypeError(f"expect_shared names must be strings, got {name!r}")
+        if not name:
+            raise ValueError("expect_shared names must be non-empty, got ''")
         names.append(name)
     return frozenset(names)
