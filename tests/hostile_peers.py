@@ -1,12 +1,14 @@
 """
 Hostile and broken peers of a monitor's channel, each run as a process of its own.
 
-    python hostile_peers.py KIND FAMILY ADDRESS TOKEN COUNT
+    python hostile_peers.py KIND FAMILY ADDRESS TOKEN COUNT [--on-cue]
 
-prints ``ready`` once its harm is in place, then keeps it up until killed:
+prints ``ready`` once its harm is in place, then keeps it up until killed
+(with ``--on-cue``, it starts when a line arrives on its stdin):
 
 - ``garbage``: connection after connection of 6-byte frames, without the token;
-- ``unread``: COUNT strict requests with the token, whose verdicts it never reads;
+- ``unread``: COUNT connections, each sending ten strict requests with the token
+  back to back, never reading a verdict;
 - ``slowloris``: COUNT connections that each send half the token, then nothing;
 - ``idle``: COUNT connections that send nothing at all.
 """
@@ -58,6 +60,8 @@ def request(token: str, number: int) -> bytes:
 
 def main() -> None:
     kind, family, address, token, count = sys.argv[1:6]
+    if "--on-cue" in sys.argv:
+        sys.stdin.readline()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     held = []
@@ -72,7 +76,9 @@ def main() -> None:
     for number in range(int(count)):
         sock = connect(family, address)
         if kind == "unread":
-            sock.sendall(request(token, number))
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                sock.sendall(b"".join(request(token, number * 10 + k) for k in range(10)))
         elif kind == "slowloris":
             sock.sendall(token.encode()[:16])
         held.append(sock)

@@ -93,7 +93,7 @@ class TestListener:
     ) -> None:
         """2,000 strict requests whose answers are never read: judging and findings() go on."""
         monitored, channel = strict_channel(HoldsGenerator("numpy_generator"))
-        attacker("unread", channel, 2000)
+        attacker("unread", channel, 200)
 
         with pytest.raises(seedwatch.DuplicateStreamError):
             load(monitored, epochs=1)
@@ -189,14 +189,17 @@ class TestListener:
             from hostile_peers import peer_args
             server = ReportServer(lambda: None)
             peer = subprocess.Popen(
-                [sys.executable, "hostile_peers.py", "idle", *peer_args(server.channel, 50)],
-                stdout=subprocess.PIPE, text=True,
+                [sys.executable, "hostile_peers.py", "idle", *peer_args(server.channel, 50),
+                 "--on-cue"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             )
-            assert peer.stdout.readline().strip() == "ready"
-            spare = len(os.listdir("/proc/self/fd")) + 2
+            room_for_two = len(os.listdir("/proc/self/fd")) + 1  # listdir's own fd is closed
             _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (spare, hard))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (room_for_two, hard))
+            peer.stdin.write("go\\n")
+            peer.stdin.flush()
+            assert peer.stdout.readline().strip() == "ready"
             server.drain()
+            assert server.peers < 50
             cpu, wall = time.process_time(), time.monotonic()
             threading.Event().wait(1.5)  # a measuring window, not a synchronisation
             print("CPU", (time.process_time() - cpu) / (time.monotonic() - wall))

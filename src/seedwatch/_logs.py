@@ -48,21 +48,27 @@ class Throttle:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def warning(self, event: str, **fields: Any) -> None:
-        """Log ``event`` unless one was logged within the period; count it if not."""
+    def warning(self, event: str, group: str = "", **fields: Any) -> None:
+        """
+        Log ``event`` unless one of its ``group`` was logged within the period; count it if not.
+
+        ``group`` splits an event whose kinds each deserve a line (a bad counter,
+        a bad member); by default every occurrence of the event is one group.
+        """
         now = time.monotonic()
+        key = f"{event}/{group}"
         with self._lock:
-            last = self._last.get(event)
+            last = self._last.get(key)
             if last is not None and now - last < self._period:
-                self._suppressed[event] = self._suppressed.get(event, 0) + 1
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
                 return
-            self._last[event] = now
-            suppressed = self._suppressed.pop(event, 0)
+            self._last[key] = now
+            suppressed = self._suppressed.pop(key, 0)
         if suppressed:
             fields["suppressed"] = suppressed
         warning(event, **fields)
 
-    def suppressed(self, event: str) -> int:
-        """Return how many ``event`` lines are being held back right now."""
+    def suppressed(self, event: str, group: str = "") -> int:
+        """Return how many ``event`` lines of ``group`` are being held back right now."""
         with self._lock:
-            return self._suppressed.get(event, 0)
+            return self._suppressed.get(f"{event}/{group}", 0)

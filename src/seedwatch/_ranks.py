@@ -12,9 +12,17 @@ may never write. Per stream (source and fingerprint) the keys are:
 
 A rank that finds others already there tells the named ones, once per stream
 (``…/told<rank>``), through their *inbox* (``…/inbox/<rank>/…``), so the first
-publishers learn of later ones on their next :meth:`RankLink.news`. Values are
-JSON, never pickle (see :mod:`seedwatch._wire`); a malformed value is logged
-and ignored.
+publishers learn of later ones on their next :meth:`RankLink.news`.
+
+Anyone with the store can write these keys, so nothing read from them is
+trusted. Values are JSON, never pickle (see :mod:`seedwatch._wire`), and are
+decoded only when at most :data:`MAX_VALUE` bytes; a malformed one is logged and
+ignored. A counter is read before it is added to, and a stream whose counters
+no rank could have written (not a decimal count, above :data:`MAX_COUNT`, or
+this rank's above the total) is unknown: neither a duplicate nor proof of
+none. A TCPStore server drops the connection of a client that adds to a value
+that is not an integer, so seedwatch talks over a clone of the store and
+never over the connection of the user or the process group.
 
 :class:`RankSync` is what a collector holds: it links lazily, and falls back
 to working as on one machine when the store fails.
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -31,8 +40,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-import structlog
-
+from seedwatch import _logs
 from seedwatch._finding import Member
 from seedwatch._wire import (
     MalformedError,
@@ -42,13 +50,23 @@ from seedwatch._wire import (
     encode_notice,
 )
 
-_log = structlog.get_logger("seedwatch")
 _T = TypeVar("_T")
 
 #: How many members of a stream are stored by name; counts are exact beyond it.
 SLOTS = 8
 #: How long an inbox entry counted but never written (its writer died) blocks later ones.
 HOLE_PATIENCE_S = 10.0
+#: The largest count taken as real: processes that drew one stream, over a whole run.
+#: A million ranks of 64 workers for 60 epochs stay below it; a larger one was forged.
+MAX_COUNT = 1 << 32
+#: The most bytes of a store value that is decoded. A member takes about 100, a
+#: notice at most about 6,200 (a source name is at most 1,024 characters, JSON-escaped).
+MAX_VALUE = 8192
+#: The most characters of a namespace: it prefixes every key seedwatch writes.
+MAX_NAMESPACE = 256
+#: The largest rank: what other ranks accept in a member (see :mod:`seedwatch._wire`).
+MAX_RANK = (1 << 24) - 1
+_COUNTER = re.compile(rb"[0-9]{1,10}")
 
 
 #: What seedwatch calls on a store.
@@ -82,14 +100,25 @@ class Distributed:
                 "Distributed(store=...) takes a torch.distributed.Store (TCPStore, FileStore, "
                 f"...), got {type(self.store).__qualname__} without {', '.join(missing)}"
             )
-        if self.rank is not None and (
-            isinstance(self.rank, bool) or not isinstance(self.rank, numbers.Integral)
-        ):
-            raise TypeError(f"Distributed(rank=...) takes an int or None, got {self.rank!r}")
-        if self.namespace is not None and not isinstance(self.namespace, str):
-            raise TypeError(
-                f"Distributed(namespace=...) takes a string or None, got {self.namespace!r}"
-            )
+        if self.rank is not None:
+            if isinstance(self.rank, bool) or not isinstance(self.rank, numbers.Integral):
+                raise TypeError(f"Distributed(rank=...) takes an int or None, got {self.rank!r}")
+            if not 0 <= self.rank <= MAX_RANK:
+                raise ValueError(
+                    f"Distributed(rank=...) takes 0 to {MAX_RANK} or None, got {self.rank!r}"
+                )
+            # A numpy integer would reach json.dumps in every member this rank publishes.
+            object.__setattr__(self, "rank", int(self.rank))
+        if self.namespace is not None:
+            if not isinstance(self.namespace, str):
+                raise TypeError(
+                    f"Distributed(namespace=...) takes a string or None, got {self.namespace!r}"
+                )
+            if not 0 < len(self.namespace) <= MAX_NAMESPACE:
+                raise ValueError(
+                    f"Distributed(namespace=...) takes 1 to {MAX_NAMESPACE} characters or None, "
+                    f"got {len(self.namespace)}"
+                )
 
 
 @dataclass(frozen=True)
@@ -101,12 +130,20 @@ class Elsewhere:
 
 
 class RankLink:
-    """A rank's connection to the others, through one store. Thread-safe."""
+    """
+    A rank's connection to the others, through one store. Thread-safe.
+
+    Every value read is checked before use (see the module docstring), so what
+    another writer left in seedwatch's keys can make a stream unknown, never
+    raise, and never reach the user's own connection to the store.
+    """
 
     def __init__(self, store: Any, rank: int, namespace: str) -> None:
         self.rank = rank
-        self._store = store
+        self._origin = store
+        self._store = _own_connection(store)
         self._namespace = namespace
+        self._bad_values = _logs.Throttle()
         self._lock = threading.Lock()
         self._inbox_read = 0
         self._hole_since: float | None = None
@@ -114,34 +151,40 @@ class RankLink:
     def publish(self, source: str, fp: str, member: Member) -> Elsewhere:
         """Add this rank's member to a stream; return what other ranks drew of it."""
         base = self._stream_key(source, fp)
+        counted, own = f"{base}/n", f"{base}/r{self.rank}"
         with self._lock:
-            total = self._store.add(f"{base}/n", 1)
-            mine = self._store.add(f"{base}/r{self.rank}", 1)
+            if self._counts([counted, own]) is None:
+                return _NOBODY
+            total = self._add(counted)
+            mine = None if total is None else self._add(own)
+            if total is None or mine is None or not self._possible(base, total, mine):
+                return _NOBODY
             if total <= SLOTS:
                 self._store.set(f"{base}/m{total}", encode_member(member))
             if total == mine:
-                return Elsewhere(0, ())
+                return _NOBODY
             elsewhere = self._read(base, total, mine)
             for rank in sorted({m.rank for m in elsewhere.members if m.rank is not None}):
-                # Tell each named rank once per stream, so no inbox grows with the world size.
-                if self._store.add(f"{base}/told{rank}", 1) == 1:
-                    self._notify(rank, source, fp)
+                self._tell(rank, base, source, fp)
             return elsewhere
 
     def look(self, source: str, fp: str) -> Elsewhere:
         """Return what other ranks drew of a stream, now."""
         base = self._stream_key(source, fp)
         with self._lock:
-            total = self._store.add(f"{base}/n", 0)
-            mine = self._store.add(f"{base}/r{self.rank}", 0)
-            return Elsewhere(0, ()) if total == mine else self._read(base, total, mine)
+            counts = self._counts([f"{base}/n", f"{base}/r{self.rank}"])
+            if counts is None or not self._possible(base, *counts):
+                return _NOBODY
+            total, mine = counts
+            return _NOBODY if total == mine else self._read(base, total, mine)
 
     def news(self) -> list[tuple[str, str]]:
         """Return the streams other ranks said they share with this one since the last call."""
         inbox = f"{self._namespace}/inbox/{self.rank}"
         found = []
         with self._lock:
-            total = self._store.add(f"{inbox}/n", 0)
+            counts = self._counts([f"{inbox}/n"])
+            total = 0 if counts is None else counts[0]
             while self._inbox_read < total:
                 key = f"{inbox}/{self._inbox_read + 1}"
                 if not self._store.check([key]):
@@ -150,7 +193,7 @@ class RankLink:
                     if time.monotonic() - self._hole_since < HOLE_PATIENCE_S:
                         break  # being written; read it next time
                 else:
-                    stream = _decoded(decode_notice, self._store.get(key), "inbox")
+                    stream = self._decoded(decode_notice, self._store.get(key), "inbox")
                     if stream is not None:
                         found.append(stream)
                 self._inbox_read += 1
@@ -160,20 +203,128 @@ class RankLink:
     def _stream_key(self, source: str, fp: str) -> str:
         return f"{self._namespace}/s/{source}/{fp}"
 
+    def _present(self, keys: list[str]) -> list[str]:
+        """Return the keys that exist, in one round trip when all do."""
+        return keys if self._store.check(keys) else [k for k in keys if self._store.check([k])]
+
+    def _counts(self, keys: list[str]) -> list[int] | None:
+        """
+        Read counters without changing them (an absent one is 0).
+
+        ``None`` when one holds what no rank writes: it must not be added to,
+        since a TCPStore server drops the connection of a client that adds to a
+        value that is not an integer.
+        """
+        present = self._present(keys)
+        values = dict(zip(present, self._store.multi_get(present), strict=True)) if present else {}
+        counts = []
+        for key in keys:
+            count = _counter(values[key]) if key in values else 0
+            if count is None:
+                self._bad_value("counter", key, values[key])
+                return None
+            counts.append(count)
+        return counts
+
+    def _add(self, key: str) -> int | None:
+        """
+        Add one to a counter just read as valid; return the new count, or ``None``.
+
+        If another writer swapped in a bad value between the read and the add,
+        the add fails (on TCPStore, with seedwatch's own connection); a fresh
+        connection is opened and the stream is unknown. Any other failure is the
+        store's, and propagates.
+        """
+        try:
+            count = self._store.add(key, 1)
+        except Exception:
+            # Read through the user's connection: a read never breaks it.
+            if not self._origin.check([key]) or _counter(self._origin.get(key)) is not None:
+                raise
+            self._bad_value("counter", key, self._origin.get(key))
+            if self._store is not self._origin:
+                self._store = self._origin.clone()  # it cloned before; if not now, give up
+            return None
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= MAX_COUNT:
+            self._bad_value("counter", key, count)
+            return None
+        return count
+
+    def _possible(self, base: str, total: int, mine: int) -> bool:
+        """Whether a stream's counts could be real: this rank adds to both, the total first."""
+        if mine <= total:
+            return True
+        self._bad_value("counter", f"{base}/n", total)
+        return False
+
     def _read(self, base: str, total: int, mine: int) -> Elsewhere:
-        slots = [f"{base}/m{i}" for i in range(1, min(total, SLOTS) + 1)]
-        present = (
-            slots if self._store.check(slots) else [k for k in slots if self._store.check([k])]
-        )
+        present = self._present([f"{base}/m{i}" for i in range(1, min(total, SLOTS) + 1)])
         values = self._store.multi_get(present) if present else []
-        decoded = (_decoded(decode_member, value, "member") for value in values)
+        decoded = (self._decoded(decode_member, value, "member") for value in values)
         members = [m for m in decoded if m is not None and m.rank != self.rank]
         return Elsewhere(total - mine, tuple(members))
 
+    def _tell(self, rank: int, base: str, source: str, fp: str) -> None:
+        """Tell a rank of a stream it shares, once per stream whoever tells it."""
+        told = f"{base}/told{rank}"
+        counts = self._counts([told])
+        if counts is None:
+            # Forged: telling again costs the reader one look, staying silent a duplicate.
+            self._notify(rank, source, fp)
+        elif counts[0] == 0 and self._add(told) == 1:
+            self._notify(rank, source, fp)
+
+    def _decoded(self, decode: Callable[[object], _T], value: object, kind: str) -> _T | None:
+        """Decode a value another rank (or anyone with store access) wrote; log, skip a bad one."""
+        try:
+            # Measured before decoding: a value of megabytes or nested 100,000 deep is no member.
+            if isinstance(value, (bytes, str)) and len(value) > MAX_VALUE:
+                raise MalformedError(f"{len(value)} bytes, more than {MAX_VALUE}")  # noqa: TRY301
+            return decode(value)
+        except (MalformedError, RecursionError) as exc:
+            self._bad_value(kind, None, value, error=str(exc) or type(exc).__name__)
+            return None
+
+    def _bad_value(
+        self, kind: str, key: str | None, value: object, error: str = "impossible"
+    ) -> None:
+        """Log a value no rank could have written: one line per kind and period."""
+        self._bad_values.warning(
+            "seedwatch_bad_store_value",
+            group=kind,
+            kind=kind,
+            key=key,
+            error=error,
+            value=repr(value)[:200],
+        )
+
     def _notify(self, rank: int, source: str, fp: str) -> None:
-        inbox = f"{self._namespace}/inbox/{rank}"
-        index = self._store.add(f"{inbox}/n", 1)
-        self._store.set(f"{inbox}/{index}", encode_notice(source, fp))
+        counted = f"{self._namespace}/inbox/{rank}/n"
+        index = None if self._counts([counted]) is None else self._add(counted)
+        if index is not None:
+            self._store.set(f"{self._namespace}/inbox/{rank}/{index}", encode_notice(source, fp))
+
+
+#: Nobody else drew the stream, or nobody can be trusted to have: its counts are forged.
+_NOBODY = Elsewhere(0, ())
+
+
+def _own_connection(store: Any) -> Any:
+    """
+    Return a clone of ``store`` for seedwatch alone, or ``store`` itself where it cannot clone.
+
+    A TCPStore clone is a connection of its own, so whatever happens to it
+    (another writer's value breaking an add) leaves the user's connection and
+    the process group's working. A torch without ``Store.clone`` shares the
+    user's connection, guarded only by reading each counter before adding to it.
+    """
+    clone = getattr(store, "clone", None)
+    if not callable(clone):
+        return store
+    try:
+        return clone()
+    except Exception:  # noqa: BLE001 - a store that cannot clone is used as it is
+        return store
 
 
 def connect(setting: bool | Distributed | None, label: str) -> RankLink | None:
@@ -197,7 +348,7 @@ def connect(setting: bool | Distributed | None, label: str) -> RankLink | None:
         rank = _rank(initialized)
     if store is None or rank is None:
         if setting is not None:
-            _log.warning(
+            _logs.warning(
                 "seedwatch_not_distributed",
                 reason="no store or rank: init a process group or pass Distributed(store, rank)",
             )
@@ -219,18 +370,17 @@ def _rank(initialized: bool) -> int | None:
 
         return int(dist.get_rank())
     value = os.environ.get("RANK")
-    return int(value) if value is not None and value.isdigit() else None
+    # isascii: str.isdigit() also takes digits that int() refuses, such as "²".
+    return int(value) if value is not None and value.isascii() and value.isdigit() else None
 
 
-def _decoded(decode: Callable[[object], _T], value: object, kind: str) -> _T | None:
-    """Decode a value another rank (or anyone with store access) wrote; log and skip a bad one."""
-    try:
-        return decode(value)
-    except MalformedError as exc:
-        _log.warning(
-            "seedwatch_bad_store_value", kind=kind, error=str(exc), value=repr(value)[:200]
-        )
-        return None
+def _counter(value: object) -> int | None:
+    """Return a stored count, or ``None`` for a value no rank could have written."""
+    raw = value.encode() if isinstance(value, str) else value
+    if not isinstance(raw, bytes) or not _COUNTER.fullmatch(raw):
+        return None  # also what TCPStore's add would parse loosely: "-5", " 7", "12abc"
+    count = int(raw)
+    return count if count <= MAX_COUNT else None
 
 
 class RankSync:
@@ -315,7 +465,7 @@ class RankSync:
                 first = not self._failed
                 self._link, self._failed, self._settled = None, True, True
             if first:
-                _log.warning(
+                _logs.warning(
                     "seedwatch_store_error", error=repr(exc), action="ranks no longer checked"
                 )
             return None
