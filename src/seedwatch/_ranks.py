@@ -17,12 +17,12 @@ publishers learn of later ones on their next :meth:`RankLink.news`.
 Anyone with the store can write these keys, so nothing read from them is
 trusted. Values are JSON, never pickle (see :mod:`seedwatch._wire`), and are
 decoded only when at most :data:`MAX_VALUE` bytes; a malformed one is logged and
-ignored. A counter is read before it is added to, and a stream whose counters
-no rank could have written (not a decimal count, above :data:`MAX_COUNT`, or
-this rank's above the total) is unknown: neither a duplicate nor proof of
-none. A TCPStore server drops the connection of a client that adds to a value
-that is not an integer, so seedwatch talks over a clone of the store and
-never over the connection of the user or the process group.
+ignored. A stream whose counters no rank could have written (not a decimal
+count, above :data:`MAX_COUNT`, or this rank's above the total) is unknown:
+neither a duplicate nor proof of none. Counters are counted up with
+``compare_set``, never the store's ``add``: a TCPStore server drops the
+connection of a client that adds to a value that is not an integer, and that
+connection is the user's and the process group's too.
 
 :class:`RankSync` is what a collector holds: it links lazily, and falls back
 to working as on one machine when the store fails.
@@ -33,6 +33,7 @@ from __future__ import annotations
 import numbers
 import os
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -66,7 +67,10 @@ MAX_VALUE = 8192
 MAX_NAMESPACE = 256
 #: The largest rank: what other ranks accept in a member (see :mod:`seedwatch._wire`).
 MAX_RANK = (1 << 24) - 1
-_COUNTER = re.compile(rb"[0-9]{1,10}")
+#: How many times an add retries a compare-and-set that other ranks keep winning.
+MAX_ATTEMPTS = 1000
+#: A counter's text: the count, then the nonce of the write that set it.
+_COUNTER = re.compile(rb"([0-9]{1,10})(?: [0-9a-f]{16})?")
 
 
 #: What seedwatch calls on a store.
@@ -140,8 +144,7 @@ class RankLink:
 
     def __init__(self, store: Any, rank: int, namespace: str) -> None:
         self.rank = rank
-        self._origin = store
-        self._store = _own_connection(store)
+        self._store = store
         self._namespace = namespace
         self._bad_values = _logs.Throttle()
         self._lock = threading.Lock()
@@ -228,27 +231,30 @@ class RankLink:
 
     def _add(self, key: str) -> int | None:
         """
-        Add one to a counter just read as valid; return the new count, or ``None``.
+        Add one to a counter; return the new count, or ``None`` if it holds what no rank writes.
 
-        If another writer swapped in a bad value between the read and the add,
-        the add fails (on TCPStore, with seedwatch's own connection); a fresh
-        connection is opened and the stream is unknown. Any other failure is the
-        store's, and propagates.
+        A compare-and-set of the counter's text rather than the store's ``add``:
+        a TCPStore server drops the connection of a client that adds to a value
+        that is not an integer, and another writer may swap one in at any time.
+        ``compare_set`` never parses, so the user's connection (the process
+        group's too) is never at risk. Each value written carries a nonce, so a
+        concurrent writer's equal count is never taken for this one's success.
         """
-        try:
-            count = self._store.add(key, 1)
-        except Exception:
-            # Read through the user's connection: a read never breaks it.
-            if not self._origin.check([key]) or _counter(self._origin.get(key)) is not None:
-                raise
-            self._bad_value("counter", key, self._origin.get(key))
-            if self._store is not self._origin:
-                self._store = self._origin.clone()  # it cloned before; if not now, give up
-            return None
-        if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= MAX_COUNT:
-            self._bad_value("counter", key, count)
-            return None
-        return count
+        expected = b""  # absent: compare_set answers with the current value if not
+        for _ in range(MAX_ATTEMPTS):
+            count = 0 if expected == b"" else _counter(expected)
+            if count is None or count >= MAX_COUNT:
+                self._bad_value("counter", key, expected)
+                return None
+            desired = f"{count + 1} {secrets.token_hex(8)}".encode()
+            current = self._store.compare_set(key, expected, desired)
+            if current == desired:
+                return count + 1
+            expected = current
+        self._bad_value(
+            "counter", key, expected, error=f"still changing after {MAX_ATTEMPTS} tries"
+        )
+        return None
 
     def _possible(self, base: str, total: int, mine: int) -> bool:
         """Whether a stream's counts could be real: this rank adds to both, the total first."""
@@ -309,24 +315,6 @@ class RankLink:
 _NOBODY = Elsewhere(0, ())
 
 
-def _own_connection(store: Any) -> Any:
-    """
-    Return a clone of ``store`` for seedwatch alone, or ``store`` itself where it cannot clone.
-
-    A TCPStore clone is a connection of its own, so whatever happens to it
-    (another writer's value breaking an add) leaves the user's connection and
-    the process group's working. A torch without ``Store.clone`` shares the
-    user's connection, guarded only by reading each counter before adding to it.
-    """
-    clone = getattr(store, "clone", None)
-    if not callable(clone):
-        return store
-    try:
-        return clone()
-    except Exception:  # noqa: BLE001 - a store that cannot clone is used as it is
-        return store
-
-
 def connect(setting: bool | Distributed | None, label: str) -> RankLink | None:
     """
     Return this rank's link, or ``None`` to work as on one machine.
@@ -379,7 +367,7 @@ def _counter(value: object) -> int | None:
     raw = value.encode() if isinstance(value, str) else value
     if not isinstance(raw, bytes) or not _COUNTER.fullmatch(raw):
         return None  # also what TCPStore's add would parse loosely: "-5", " 7", "12abc"
-    count = int(raw)
+    count = int(raw.split(b" ")[0])
     return count if count <= MAX_COUNT else None
 
 
