@@ -47,7 +47,7 @@ from seedwatch._probe import drawn_since, look, look_after, take_report
 from seedwatch._ranks import RankLink
 from seedwatch._report import Report, Stream
 from seedwatch._transport import send
-from seedwatch._wire import decode_request, encode_request, split_frames
+from seedwatch._wire import HEADER_SIZE, decode_request, encode_request
 
 Row = dict[str, Any]
 
@@ -214,8 +214,8 @@ def first_fetch(quick: bool) -> Row:
     unmoved = look_after(many, 16, first)
     collector = Collector("bench", frozenset())
     channel = collector.listen()
-    fire = encode_request(report, channel.token, awaits_verdict=False)
-    ask = encode_request(report, channel.token, awaits_verdict=True)
+    fire = encode_request(report, channel.token, strict=False, awaits_verdict=False)
+    ask = encode_request(report, channel.token, strict=True, awaits_verdict=True)
     result: Row = {
         "sources": len(report.streams),
         "fingerprint_globals_us": micros(lambda: take_report(Trivial(1), 16)),
@@ -255,21 +255,18 @@ def per_report(quick: bool) -> Row:
     rng = random.Random(0)
     token = "bench"  # noqa: S105 - a monitor token, not a secret
     bodies = [
-        split_frames(
-            encode_request(
-                Report(
-                    generation=f"workers:1::{index // 8 * 8}",
-                    worker=index % 8,
-                    pid=100_000 + index,
-                    seed=rng.getrandbits(63),
-                    streams={
-                        name: Stream(f"{rng.getrandbits(64):016x}", "global") for name in sources
-                    },
-                ),
-                token,
-                awaits_verdict=False,
-            )
-        )[0][0]
+        encode_request(
+            Report(
+                generation=f"workers:1::{index // 8 * 8}",
+                worker=index % 8,
+                pid=100_000 + index,
+                seed=rng.getrandbits(63),
+                streams={name: Stream(f"{rng.getrandbits(64):016x}", "global") for name in sources},
+            ),
+            token,
+            strict=False,
+            awaits_verdict=False,
+        )[HEADER_SIZE:]
         for index in range(count)
     ]
     collector = Collector("bench", frozenset())

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from seedwatch._errors import DuplicateStreamError, DuplicateStreamWarning
+from seedwatch._errors import DuplicateStreamError, DuplicateStreamWarning, VerdictUnavailableError
 from seedwatch._finding import Finding, Findings, Member, Observed
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ __all__ = [
     "Member",
     "Observed",
     "Source",
+    "VerdictUnavailableError",
     "findings",
     "monitor",
     "register_source",

@@ -3,8 +3,13 @@ Custom sources: generators seedwatch cannot find on its own.
 
 A library-global generator, a CUDA generator, a C extension's state: register
 it once, by name, and every report includes it. Libraries can register through
-the ``seedwatch.sources`` entry-point group, which every process (spawned
-workers included) loads on its first report.
+the ``seedwatch.sources`` entry-point group.
+
+The entry points are found once, in the main process, when a dataset is
+monitored: scanning every installed distribution costs milliseconds, which a
+worker's first fetch must not pay. Forked workers inherit what was found;
+spawned ones receive, with the pickled dataset, what to import (each entry
+point's ``module:attr``), never a scan.
 """
 
 from __future__ import annotations
@@ -13,16 +18,15 @@ import pickle
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 import numpy as np
-import structlog
 
+from seedwatch import _logs
 from seedwatch._generators import GLOBAL_SOURCES, is_generator, upcoming_draws
 
 ENTRY_POINT_GROUP = "seedwatch.sources"
 
-_log = structlog.get_logger("seedwatch")
 
 Draws = bytes | Sequence[int] | np.ndarray
 
@@ -77,8 +81,10 @@ class Source:
 
 
 _registered: dict[str, Source] = {}
-_entry_point_sources: list[Source] | None = None
+_entry_point_sources: list[tuple[str, str, Source]] | None = None
 _lock = threading.Lock()
+#: Held while entry points load: apart from _lock, since a plugin may register sources.
+_scan_lock = threading.Lock()
 
 
 def register_source(
@@ -130,7 +136,7 @@ def set_registered_sources(sources: dict[str, Source]) -> None:
 
 def custom_sources() -> list[Source]:
     """Return the entry-point sources, then the registered ones (which win on equal names)."""
-    by_name = {source.name: source for source in _load_entry_points()}
+    by_name = {source.name: source for _, _, source in _load_entry_points()}
     with _lock:
         by_name.update(_registered)
     return list(by_name.values())
@@ -145,7 +151,7 @@ def portable_sources() -> tuple[Source, ...]:
         try:
             pickle.dumps(source)
         except (pickle.PicklingError, AttributeError, TypeError):
-            _log.warning("seedwatch_source_not_picklable", source=source.name)
+            _logs.warning("seedwatch_source_not_picklable", source=source.name)
             continue
         portable.append(source)
     return tuple(portable)
@@ -158,21 +164,43 @@ def adopt_sources(sources: Iterable[Source]) -> None:
             _registered.setdefault(source.name, source)
 
 
-def _load_entry_points() -> list[Source]:
+#: An entry point as a spawned worker receives it: its name and ``module:attr``.
+EntryPointRef = tuple[str, str]
+
+
+def entry_point_refs() -> tuple[EntryPointRef, ...]:
+    """Find the entry-point sources (once per process); return what a worker must import."""
+    return tuple((name, value) for name, value, _ in _load_entry_points())
+
+
+def adopt_entry_points(refs: Iterable[EntryPointRef]) -> None:
+    """In a spawned worker, load the entry points the main process found, without a scan."""
     global _entry_point_sources  # noqa: PLW0603 - loaded once per process
-    if _entry_point_sources is None:
-        loaded = []
-        for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-            try:
-                source = _as_source(entry_point.load())
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break training
-                _log.warning(
-                    "seedwatch_bad_entry_point", entry_point=entry_point.name, error=repr(exc)
-                )
-                continue
-            loaded.append(source)
-        _entry_point_sources = loaded
-    return _entry_point_sources
+    with _scan_lock:
+        if _entry_point_sources is None:
+            _entry_point_sources = _loaded(EntryPoint(n, v, ENTRY_POINT_GROUP) for n, v in refs)
+
+
+def _load_entry_points() -> list[tuple[str, str, Source]]:
+    global _entry_point_sources  # noqa: PLW0603 - loaded once per process
+    with _scan_lock:
+        if _entry_point_sources is None:
+            _entry_point_sources = _loaded(entry_points(group=ENTRY_POINT_GROUP))
+        return _entry_point_sources
+
+
+def _loaded(found: Iterable[EntryPoint]) -> list[tuple[str, str, Source]]:
+    loaded = []
+    for entry_point in found:
+        try:
+            source = _as_source(entry_point.load())
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break training
+            _logs.warning(
+                "seedwatch_bad_entry_point", entry_point=entry_point.name, error=repr(exc)
+            )
+            continue
+        loaded.append((entry_point.name, entry_point.value, source))
+    return loaded
 
 
 def _as_source(obj: object) -> Source:
