@@ -123,8 +123,8 @@ class TestRegisterSource:
             Source("x", generator=np.random.default_rng(0))  # type: ignore[arg-type]
 
 
-def test_entry_point_sources_are_loaded_in_every_worker(tmp_path: Path) -> None:
-    """A plugin's seedwatch.sources entry point is read by spawned workers too."""
+def install_plugin(tmp_path: Path) -> dict[str, str]:
+    """Put a plugin with a seedwatch.sources entry point (and a broken one) on a PYTHONPATH."""
     (tmp_path / "libplugin.py").write_text(
         textwrap.dedent(
             """
@@ -149,6 +149,15 @@ def test_entry_point_sources_are_loaded_in_every_worker(tmp_path: Path) -> None:
     (dist / "entry_points.txt").write_text(
         "[seedwatch.sources]\nlibplugin = libplugin:SOURCE\nbroken = libplugin:broken\n"
     )
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).parent)]),
+    }
+
+
+def test_entry_point_sources_are_loaded_in_every_worker(tmp_path: Path) -> None:
+    """A plugin's seedwatch.sources entry point is read by spawned workers too."""
+    env = install_plugin(tmp_path)
     script = textwrap.dedent(
         """
         import sys, warnings
@@ -160,7 +169,6 @@ def test_entry_point_sources_are_loaded_in_every_worker(tmp_path: Path) -> None:
         print(sorted({f.source for f in seedwatch.findings(ds)}))
         """
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).parent)])}
 
     result = subprocess.run(
         [sys.executable, "-c", script],
@@ -173,3 +181,59 @@ def test_entry_point_sources_are_loaded_in_every_worker(tmp_path: Path) -> None:
 
     assert "['libplugin.rng']" == result.stdout.strip().splitlines()[-1]
     assert "seedwatch_bad_entry_point" in result.stdout + result.stderr
+
+
+def test_workers_never_scan_entry_points(tmp_path: Path) -> None:
+    """
+    The main process finds the entry points once; no worker scans, under any start method.
+
+    Scanning reads every installed distribution's metadata: milliseconds a worker's
+    first fetch would pay in every epoch. Every interpreter, from its start
+    (sitecustomize), records each scan for the seedwatch.sources group.
+    """
+    env = install_plugin(tmp_path)
+    scans = tmp_path / "scans.log"
+    (tmp_path / "sitecustomize.py").write_text(
+        textwrap.dedent(
+            f"""
+            import importlib.metadata, os
+
+            scan = importlib.metadata.entry_points
+
+            def recorded_scan(**selection):
+                if selection.get("group") == "seedwatch.sources":
+                    with open({str(scans)!r}, "a") as log:
+                        log.write(f"{{os.getpid()}}\\n")
+                return scan(**selection)
+
+            importlib.metadata.entry_points = recorded_scan
+            """
+        )
+    )
+    script = textwrap.dedent(
+        """
+        import os, warnings
+        warnings.simplefilter("ignore")
+        import seedwatch
+        from pipelines import GlobalsDataset, load
+        ds = seedwatch.monitor(GlobalsDataset())
+        for method in ("fork", "spawn", "forkserver"):
+            load(ds, method=method, epochs=2)
+        found = seedwatch.findings(ds)
+        print(os.getpid(), found.observed.processes, sorted({f.source for f in found}))
+        """
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        check=True,
+    )
+
+    main_pid, processes, sources = result.stdout.strip().splitlines()[-1].split(" ", 2)
+    assert "['libplugin.rng']" == sources  # every worker read the plugin's source
+    assert 12 == int(processes)  # 3 start methods x 2 epochs x 2 workers
+    assert [main_pid] == scans.read_text().split()

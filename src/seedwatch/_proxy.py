@@ -27,7 +27,14 @@ from torch.utils.data import get_worker_info
 from seedwatch._collector import listen_before_fork, reset_after_fork
 from seedwatch._config import MonitorConfig
 from seedwatch._monitor import Monitor, Watch
-from seedwatch._sources import Source, adopt_sources, portable_sources
+from seedwatch._sources import (
+    EntryPointRef,
+    Source,
+    adopt_entry_points,
+    adopt_sources,
+    entry_point_refs,
+    portable_sources,
+)
 from seedwatch._transport import Channel
 
 #: Below this batch size, the per-item path through the proxy is the cheaper one.
@@ -98,6 +105,7 @@ class MonitoredDataset(wrapt.BaseObjectProxy):  # type: ignore[type-arg]
         monitor = self._self_monitor
         config = monitor.config
         sources: tuple[Source, ...] = ()
+        plugins: tuple[EntryPointRef, ...] = ()
         if get_spawning_popen() is None:
             channel = monitor.channel()
         else:
@@ -105,8 +113,8 @@ class MonitoredDataset(wrapt.BaseObjectProxy):  # type: ignore[type-arg]
             # settings or collector: pin the strictness and hand over the address.
             config = replace(config, strict=config.strict_now())
             channel = monitor.channel(listen=True)
-            sources = portable_sources()
-        return _restore, (self.__wrapped__, config, channel, sources)
+            sources, plugins = portable_sources(), entry_point_refs()
+        return _restore, (self.__wrapped__, config, channel, sources, plugins)
 
     def __reduce__(self) -> tuple[Callable[..., MonitoredDataset], tuple[Any, ...]]:
         return self.__reduce_ex__(2)
@@ -285,7 +293,12 @@ def _watched(iterator: Generator[Any, Any, Any], watch: Watch) -> Generator[Any,
 
 
 def wrap(dataset: object, monitor: Monitor) -> MonitoredDataset:
-    """Return an armed proxy of ``dataset``: it reports at its first fetch in each process."""
+    """
+    Return an armed proxy of ``dataset``: it reports at its first fetch in each process.
+
+    The entry-point sources are found now, once per process, so that no worker scans.
+    """
+    entry_point_refs()
     return _ArmedDataset(dataset, monitor)
 
 
@@ -314,8 +327,10 @@ def _restore(
     config: MonitorConfig,
     channel: Channel | None,
     sources: tuple[Source, ...] = (),
+    plugins: tuple[EntryPointRef, ...] = (),
 ) -> MonitoredDataset:
     adopt_sources(sources)
+    adopt_entry_points(plugins)
     monitor = Monitor(config, channel=channel)
     if get_worker_info() is None and channel is None:
         monitor.collector()  # registered now, so a fork from this process can reach it
