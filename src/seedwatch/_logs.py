@@ -14,9 +14,13 @@ import threading
 import time
 from typing import Any
 
-import structlog
 
-_log = structlog.get_logger("seedwatch")
+def _logger() -> Any:
+    # Imported on the first line logged: a spawned worker that logs nothing never pays for it.
+    import structlog  # noqa: PLC0415
+
+    return structlog.get_logger("seedwatch")
+
 
 #: At most one line per event name in this many seconds; the rest are counted.
 QUIET_PERIOD_S = 10.0
@@ -25,13 +29,13 @@ QUIET_PERIOD_S = 10.0
 def warning(event: str, **fields: Any) -> None:
     """Log a warning event; any failure to log is swallowed."""
     with contextlib.suppress(Exception):  # logging must never break monitoring
-        _log.warning(event, **fields)
+        _logger().warning(event, **fields)
 
 
 def debug(event: str, **fields: Any) -> None:
     """Log a debug event; any failure to log is swallowed."""
     with contextlib.suppress(Exception):  # logging must never break monitoring
-        _log.debug(event, **fields)
+        _logger().debug(event, **fields)
 
 
 class Throttle:

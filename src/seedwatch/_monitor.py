@@ -12,11 +12,11 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import replace
 from multiprocessing.util import Finalize
+from typing import TYPE_CHECKING
 
 from torch.utils.data import get_worker_info
 
 from seedwatch import _logs, _transport
-from seedwatch._collector import Collector, collector_for
 from seedwatch._config import MonitorConfig
 from seedwatch._errors import DuplicateStreamError, VerdictUnavailableError
 from seedwatch._finding import Findings
@@ -29,10 +29,12 @@ from seedwatch._probe import (
     report_of,
     take_report,
 )
-from seedwatch._ranks import RankSync
 from seedwatch._report import Report
 from seedwatch._transport import EXIT_TIMEOUT_S, Channel, send
 from seedwatch._wire import MalformedError, decode_verdict, encode_request
+
+if TYPE_CHECKING:
+    from seedwatch._collector import Collector
 
 
 class Monitor:
@@ -58,6 +60,10 @@ class Monitor:
         """Return this process's collector for the monitor, adopting one if needed."""
         collector = self._collector
         if collector is None or not collector.owned:
+            # Imported here: a spawned worker never judges, so it never pays for the judge.
+            from seedwatch._collector import collector_for  # noqa: PLC0415
+            from seedwatch._ranks import RankSync  # noqa: PLC0415
+
             config = self.config
             collector = collector_for(
                 config.monitor_id, config.expect_shared, RankSync(None, "dataset"), config.history

@@ -13,6 +13,7 @@ and a spawned child unpickles armed ones.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import types
 import weakref
@@ -24,7 +25,6 @@ from typing import Any, SupportsIndex
 import wrapt
 from torch.utils.data import get_worker_info
 
-from seedwatch._collector import listen_before_fork, reset_after_fork
 from seedwatch._config import MonitorConfig
 from seedwatch._monitor import Monitor, Watch
 from seedwatch._sources import (
@@ -348,10 +348,19 @@ def _track(proxy: MonitoredDataset) -> None:
         _proxies[key] = weakref.ref(proxy, forget)
 
 
+def _listen_before_fork() -> None:
+    # No collector module loaded (a spawned worker forking): nobody to listen for.
+    collectors = sys.modules.get("seedwatch._collector")
+    if collectors is not None:
+        collectors.listen_before_fork()
+
+
 def _rearm_after_fork() -> None:
     global _lock  # noqa: PLW0603 - the parent's lock may be held by a thread that is gone
     _lock = threading.Lock()
-    reset_after_fork()
+    collectors = sys.modules.get("seedwatch._collector")
+    if collectors is not None:
+        collectors.reset_after_fork()
     for ref in list(_proxies.values()):
         proxy = ref()
         if proxy is not None and type(proxy) is not _ArmedDataset:
@@ -359,4 +368,4 @@ def _rearm_after_fork() -> None:
 
 
 if hasattr(os, "register_at_fork"):  # POSIX: Windows has no fork
-    os.register_at_fork(before=listen_before_fork, after_in_child=_rearm_after_fork)
+    os.register_at_fork(before=_listen_before_fork, after_in_child=_rearm_after_fork)
