@@ -21,7 +21,15 @@ from structlog.testing import capture_logs
 
 from seedwatch._collector import Collector
 from seedwatch._finding import Member
-from seedwatch._ranks import MAX_COUNT, MAX_VALUE, Distributed, RankLink, RankSync, connect
+from seedwatch._ranks import (
+    MAX_COUNT,
+    MAX_NOTICES,
+    MAX_VALUE,
+    Distributed,
+    RankLink,
+    RankSync,
+    connect,
+)
 from seedwatch._report import Report, Stream
 
 pytestmark = [
@@ -218,6 +226,36 @@ class TestValues:
         heard = link.publish("torch", FP, member(0))
 
         assert (1, (), []) == (heard.count, heard.members, link.news())
+
+
+class TestInboxFlood:
+    def test_notices_about_streams_this_rank_never_drew_are_no_news(
+        self, user: Any, hostile: Any
+    ) -> None:
+        """Well-formed notices for streams rank 0 never published are dropped, never re-read."""
+        sync = RankSync(Distributed(user, 0, "ns"), "L:0")
+        sync.share([("torch", FP, member(0))])
+        hostile.add("ns/inbox/0/n", 50)
+        for index in range(1, 51):
+            forge(hostile, f"ns/inbox/0/{index}", json.dumps(["torch", f"{index + 256:016x}"]))
+
+        assert [] == sync.news()
+        assert [] == sync.news(refresh=True)
+
+    def test_one_call_reads_a_bounded_number_of_notices(self, user: Any, hostile: Any) -> None:
+        """A flooded inbox costs a call at most MAX_NOTICES reads; a real notice still arrives."""
+        first, second = RankLink(user, 0, "ns"), RankLink(hostile, 1, "ns")
+        first.publish("torch", FP, member(0))
+        flood = MAX_NOTICES + 10
+        hostile.add("ns/inbox/0/n", flood)
+        for index in range(1, flood + 1):
+            hostile.set(f"ns/inbox/0/{index}", json.dumps(["torch", OTHER]))
+        second.publish("torch", FP, member(1))  # the real notice, after the flood
+
+        calls = [first.news(), first.news()]
+
+        assert [MAX_NOTICES, 11] == [len(found) for found in calls]
+        assert ("torch", FP) == calls[1][-1]
 
 
 class TestRankCheckingSurvives:

@@ -67,6 +67,8 @@ MAX_VALUE = 8192
 MAX_NAMESPACE = 256
 #: The largest rank: what other ranks accept in a member (see :mod:`seedwatch._wire`).
 MAX_RANK = (1 << 24) - 1
+#: The most inbox notices one ``news()`` reads: the rest wait for the next call.
+MAX_NOTICES = 256
 #: How many times an add retries a compare-and-set that other ranks keep winning.
 MAX_ATTEMPTS = 1000
 #: A counter's text: the count, then the nonce of the write that set it.
@@ -188,7 +190,8 @@ class RankLink:
         with self._lock:
             counts = self._counts([f"{inbox}/n"])
             total = 0 if counts is None else counts[0]
-            while self._inbox_read < total:
+            last = min(total, self._inbox_read + MAX_NOTICES)
+            while self._inbox_read < last:
                 key = f"{inbox}/{self._inbox_read + 1}"
                 if not self._store.check([key]):
                     if self._hole_since is None:
@@ -388,6 +391,8 @@ class RankSync:
         self._failed = False
         #: Streams other ranks drew too, re-read by ``news(refresh=True)`` to name everyone.
         self._shared: set[tuple[str, str]] = set()
+        #: Streams this rank published: a notice about any other one is no news to it.
+        self._published: set[tuple[str, str]] = set()
 
     def rank(self) -> int | None:
         """Return this process's rank, linking first if needed; ``None`` when not distributed."""
@@ -401,6 +406,8 @@ class RankSync:
             link = self._current()
             if link is None:
                 break
+            with self._lock:
+                self._published.add((source, fp))
             elsewhere = self._ask(partial(link.publish, source, fp, member))
             if elsewhere is not None and elsewhere.count:
                 with self._lock:
@@ -421,6 +428,8 @@ class RankSync:
             return []
         told = self._ask(link.news) or []
         with self._lock:
+            # Anyone can write an inbox: only streams this rank drew can be shared with it.
+            told = [stream for stream in told if stream in self._published]
             self._shared.update(told)
             streams = sorted(self._shared) if refresh else told
         heard = []
