@@ -314,6 +314,27 @@ class TestMessages:
         assert 1 == events(logs, "seedwatch_bad_message")
 
 
+class TestHistoryFile:
+    def test_a_fifo_in_place_of_the_history_blocks_nothing(self, tmp_path: Path) -> None:
+        """A FIFO with no reader where the history should be: monitoring and judging go on."""
+        fifo = tmp_path / "history.jsonl"
+        os.mkfifo(fifo)
+
+        result = run_script(
+            f"""
+            import seedwatch
+            from pipelines import HoldsGenerator, load
+            ds = seedwatch.monitor(HoldsGenerator("numpy_generator"), history={str(fifo)!r})
+            load(ds, epochs=1)
+            print("FOUND", [f.kind for f in seedwatch.findings(ds)])
+            """,
+            timeout=60,
+        )
+
+        assert "FOUND ['workers']" in result.stdout
+        assert "seedwatch_history_unreadable" in result.stdout
+
+
 class TestStaleDirectories:
     def test_a_killed_main_process_leaves_a_directory_the_next_monitor_sweeps(
         self, tmp_path: Path
@@ -364,6 +385,25 @@ class TestStaleDirectories:
 
         assert [gone] == removed
         assert (False, True, True) == (gone.exists(), alive.exists(), other.exists())
+
+    def test_a_directory_whose_socket_answers_is_kept_whatever_its_pid(
+        self, tmp_path: Path
+    ) -> None:
+        """A server in another PID namespace has a pid this process cannot see: still live."""
+        dead = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        elsewhere = tmp_path / f"seedwatch-{dead.stdout.strip()}-abc"
+        elsewhere.mkdir()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+            server.bind(str(elsewhere / _socket_dirs.SOCKET_NAME))
+            server.listen()
+
+            assert [] == _socket_dirs.sweep_stale(tmp_path)
+        assert elsewhere.exists()
 
 
 class TestPortableTransport:
@@ -425,14 +465,16 @@ def as_nobody(code: str) -> str:
     return result.stdout + result.stderr
 
 
-def run_script(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_script(
+    code: str, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter in tests/, bounded in time; it must exit 0."""
     result = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", textwrap.dedent(code)],
         cwd=TESTS,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
         env=env,
         check=False,
     )

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -70,7 +71,7 @@ class History:
     def past(self) -> dict[tuple[str, str], list[Member]]:
         """Return the streams earlier runs drew, by ``(source, fingerprint)``."""
         try:
-            with self.path.open("rb") as file:
+            with os.fdopen(_open_regular(self.path, os.O_RDONLY), "rb") as file:
                 size = file.seek(0, os.SEEK_END)
                 file.seek(max(0, size - MAX_BYTES))
                 text = file.read(MAX_BYTES)
@@ -108,7 +109,7 @@ class History:
             return
         data = ("\n".join(lines) + "\n").encode("utf-8", "backslashreplace")
         try:
-            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            descriptor = _open_regular(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
             try:
                 if os.fstat(descriptor).st_size + len(data) > MAX_BYTES:
                     self._full = True
@@ -120,6 +121,20 @@ class History:
         except OSError as exc:
             self._full = True  # once: a history that cannot be written is not retried
             _logs.warning("seedwatch_history_unwritable", path=str(self.path), error=repr(exc))
+
+
+def _open_regular(path: Path, flags: int) -> int:
+    """
+    Open ``path`` without blocking, and only if it is a regular file.
+
+    A FIFO (or a device) put where the history should be would block the
+    open, or every read, forever: in ``monitor()``, or on the collector's thread.
+    """
+    descriptor = os.open(path, flags | getattr(os, "O_NONBLOCK", 0), 0o644)
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise OSError(f"{path} is not a regular file")
+    return descriptor
 
 
 def _entry(line: bytes, run: str) -> tuple[tuple[str, str], Member] | None:

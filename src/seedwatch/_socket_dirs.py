@@ -5,7 +5,8 @@ A directory is named ``seedwatch-<pid>-<random>`` after the process that made
 it, which removes it when it closes or exits. A process killed by SIGKILL, or
 by a SIGTERM with the default disposition, cannot: its directory outlives it,
 holding one empty socket file. The next monitor started by the same user
-removes such directories whose process is gone.
+removes such directories whose process is gone and whose socket no longer
+answers.
 
 There is deliberately no SIGTERM handler: a Python-level handler runs only
 when the main thread next executes Python code, so a job stuck in native code
@@ -18,11 +19,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import tempfile
 import threading
 from pathlib import Path
 
 PREFIX = "seedwatch-"
+#: The socket's name inside its directory.
+SOCKET_NAME = "s"
 
 _swept = threading.Event()
 
@@ -51,7 +55,7 @@ def sweep_stale(parent: Path) -> list[Path]:
     with contextlib.suppress(OSError), os.scandir(parent) as entries:
         for entry in entries:
             pid = _owner_pid(entry.name)
-            if pid is None or _alive(pid) or not _mine(entry):
+            if pid is None or _alive(pid) or not _mine(entry) or _listening(entry.path):
                 continue
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(Path(entry.path))
@@ -72,6 +76,24 @@ def _alive(pid: int) -> bool:
         return False
     except OSError:  # exists, but another user's (EPERM), or the check is unsupported
         return True
+    return True
+
+
+def _listening(directory: str) -> bool:
+    """
+    Whether a server still answers on the directory's socket.
+
+    A process id alone is no proof of death: a process in another PID namespace
+    (a container sharing this temp dir) has an id this one cannot see.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        try:
+            probe.connect(os.path.join(directory, SOCKET_NAME))  # noqa: PTH118
+        except (FileNotFoundError, ConnectionRefusedError):
+            return False
+        except OSError:
+            return True  # cannot tell: leave it
     return True
 
 

@@ -202,7 +202,7 @@ class ReportServer:
         else:
             self._directory = _socket_dirs.make_private_directory()
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            address = os.path.join(self._directory, "s")  # noqa: PTH118
+            address = os.path.join(self._directory, _socket_dirs.SOCKET_NAME)  # noqa: PTH118
             listener.bind(address)
             self.channel = Channel(address, self._token, "unix")
         listener.listen(socket.SOMAXCONN)
