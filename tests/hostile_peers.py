@@ -7,6 +7,8 @@ prints ``ready`` once its harm is in place, then keeps it up until killed
 (with ``--on-cue``, it starts when a line arrives on its stdin):
 
 - ``garbage``: connection after connection of 6-byte frames, without the token;
+- ``connect``: connection after connection that sends nothing, COUNT held at a
+  time (the oldest closed), so thousands wait to be accepted;
 - ``unread``: COUNT connections, each sending ten strict requests with the token
   back to back, never reading a verdict;
 - ``slowloris``: COUNT connections that each send half the token, then nothing;
@@ -58,6 +60,20 @@ def request(token: str, number: int) -> bytes:
     return token.encode() + frame({"token": token, "await": True, "report": report})
 
 
+def connect_forever(family: str, address: str, held: int) -> None:
+    """Open connections that send nothing, as fast as possible, keeping ``held`` open."""
+    ring: list[socket.socket] = []
+    ready = False
+    while True:
+        with contextlib.suppress(OSError):
+            ring.append(connect(family, address))
+        if len(ring) > held:
+            ring.pop(0).close()
+        if not ready and len(ring) >= held:
+            print("ready", flush=True)  # noqa: T201 - tells the test it is at work
+            ready = True
+
+
 def main() -> None:
     kind, family, address, token, count = sys.argv[1:6]
     if "--on-cue" in sys.argv:
@@ -73,6 +89,8 @@ def main() -> None:
             if not ready:
                 print("ready", flush=True)  # noqa: T201 - tells the test it is at work
                 ready = True
+    if kind == "connect":
+        connect_forever(family, address, int(count))
     for number in range(int(count)):
         sock = connect(family, address)
         if kind == "unread":

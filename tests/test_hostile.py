@@ -88,6 +88,47 @@ class TestListener:
         assert time.monotonic() - started < 20
         assert events(logs, "seedwatch_bad_token") <= 2
 
+    @pytest.mark.parametrize("family", ["unix", "tcp"])
+    def test_a_connection_flood_never_hides_a_report(
+        self, attacker: Attacker, monkeypatch: pytest.MonkeyPatch, family: str
+    ) -> None:
+        """Thousands of connections queued before the workers': every report is still read."""
+        monkeypatch.setenv(_transport.TRANSPORT_ENV_VAR, family)
+        monitored = seedwatch.monitor(HoldsGenerator("numpy_generator"))
+        channel = monitor_of(monitored).channel(listen=True)  # type: ignore[union-attr]
+        assert channel is not None
+        attacker("connect", channel, 500)
+
+        load(monitored, epochs=1)
+        found = seedwatch.findings(monitored)
+
+        assert (["workers"], 2) == ([f.kind for f in found], found.observed.processes)
+
+    def test_a_connection_flood_never_silences_a_duplicate_drawn_at_exit(
+        self, attacker: Attacker, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An exiting worker's note waits until judged: strict still raises in its epoch."""
+        monkeypatch.setenv(_transport.TRANSPORT_ENV_VAR, "tcp")
+        loader = seedwatch.monitor(DataLoader(RareAugment(), num_workers=2), strict=True)
+        channel = monitor_of(loader.dataset).channel(listen=True)  # type: ignore[union-attr]
+        assert channel is not None
+        attacker("connect", channel, 500)
+
+        with pytest.raises(seedwatch.DuplicateStreamError, match="rng"):
+            for _ in loader:
+                pass
+
+    def test_an_exiting_worker_waits_until_its_note_is_judged(self, attacker: Attacker) -> None:
+        """Under a flood, an exiting worker's note is judged before the loop ends."""
+        monitored, channel = strict_channel(RareAugment())
+        attacker("connect", channel, 500)
+
+        for _ in DataLoader(monitored, num_workers=2):
+            pass
+
+        collector = monitor_of(monitored).collector()  # type: ignore[union-attr]
+        assert collector.owed  # judged already: no findings() or drain needed
+
     def test_verdicts_nobody_reads_never_block_the_verdict_or_findings(
         self, attacker: Attacker
     ) -> None:

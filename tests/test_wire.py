@@ -127,6 +127,7 @@ class TestRequest:
             lambda d: d["report"].update(streams={"rng": stream(prefix="abc")}),
             lambda d: d["report"].update(streams={"rng": stream(prefix="ab" * 1025)}),
             lambda d: d["report"].update(streams=[]),
+            lambda d: d["report"].update(streams={f"s{i}": stream() for i in range(4097)}),
             lambda d: d["report"].update(pid=-1),
             lambda d: d["report"].update(pid=10**30),
             lambda d: d["report"].update(worker=-1),

@@ -55,6 +55,8 @@ EXIT_TIMEOUT_S = 1.0
 PEER_TIMEOUT_S = 10.0
 #: The most connections open at once; the descriptors seedwatch can cost the user.
 MAX_PEERS = 64
+#: How long one pass may spend accepting connections that are already waiting.
+ACCEPT_BUDGET_S = 0.05
 #: How long accepting pauses when the process is out of file descriptors.
 ACCEPT_BACKOFF_S = 0.1
 #: How long :meth:`ReportServer.drain` waits for frames the server thread is judging.
@@ -218,16 +220,25 @@ class ReportServer:
         """
         Handle every frame that has fully arrived; never blocks on a client.
 
-        Frames the server thread took first are waited for, at most ``wait`` seconds.
+        Passes are repeated while they find connections waiting (a flood may
+        queue thousands before a worker's), and frames the server thread took
+        first are waited for: at most ``wait`` seconds in all.
         """
         if self._closed or os.getpid() != self._owner_pid:
             return
-        with self._lock:
-            ready = self._pass()
-        self._judge(ready)
+        deadline = time.monotonic() + wait
+        while True:
+            with self._lock:
+                ready, accepted = self._pass()
+            self._judge(ready)
+            if not accepted or time.monotonic() >= deadline:
+                break
         self._wake()  # the server thread watches any connection accepted here
         with self._settled:
-            self._settled.wait_for(lambda: self._in_flight == 0 or self._closed, timeout=wait)
+            self._settled.wait_for(
+                lambda: self._in_flight == 0 or self._closed,
+                timeout=max(0.0, deadline - time.monotonic()),
+            )
 
     def close(self) -> None:
         """Stop the thread and remove the socket; a no-op in forked children and when closed."""
@@ -269,7 +280,7 @@ class ReportServer:
             while self._wake_reader.recv(4096):
                 pass
         with self._lock:
-            ready = [] if self._closed else self._pass()
+            ready = [] if self._closed else self._pass()[0]
         self._judge(ready)
 
     def _wait(self) -> None:
@@ -306,15 +317,18 @@ class ReportServer:
         """Whether one more connection may be accepted, evicting the oldest unfinished one."""
         return len(self._peers) < MAX_PEERS or any(p.unfinished for p in self._peers.values())
 
-    def _pass(self) -> list[tuple[_Peer, bytes]]:
-        """Expire, accept and read everything pending; return complete frames. Lock held."""
+    def _pass(self) -> tuple[list[tuple[_Peer, bytes]], int]:
+        """
+        Expire, accept and read everything pending. Lock held.
+
+        Returns the complete frames, and how many connections were accepted.
+        """
         now = time.monotonic()
         for peer in [p for p in self._peers.values() if p.deadline <= now and p.stage != "judging"]:
             self._throttle.warning("seedwatch_peer_timeout", stage=peer.stage)
             self._drop(peer)
-        if now >= self._accept_paused_until:
-            self._accept(now)
-        ready = []
+        ready: list[tuple[_Peer, bytes]] = []
+        accepted = self._accept(now, ready) if now >= self._accept_paused_until else 0
         for peer in list(self._peers.values()):
             if peer.unfinished:
                 body = self._read(peer)
@@ -323,27 +337,46 @@ class ReportServer:
             elif peer.stage == "answering":
                 self._write(peer)
         self._in_flight += len(ready)
-        return ready
+        return ready, accepted
 
-    def _accept(self, now: float) -> None:
-        for _ in range(MAX_PEERS):
-            if len(self._peers) >= MAX_PEERS:
-                unfinished = [p for p in self._peers.values() if p.unfinished]
-                if not unfinished:
-                    return
-                self._throttle.warning("seedwatch_too_many_connections", limit=MAX_PEERS)
-                self._drop(min(unfinished, key=lambda p: p.deadline))
+    def _accept(self, now: float, ready: list[tuple[_Peer, bytes]]) -> int:
+        """
+        Accept what is waiting, for at most :data:`ACCEPT_BUDGET_S`; read each at once.
+
+        A worker sends its whole frame right after connecting, so reading at once
+        completes it before anything can crowd it out. At :data:`MAX_PEERS`, the
+        oldest connection that has not shown the token makes way, then the oldest
+        unfinished one.
+        """
+        accepted, budget_end = 0, now + ACCEPT_BUDGET_S
+        while accepted == 0 or time.monotonic() < budget_end:
             try:
                 sock, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     self._throttle.warning("seedwatch_accept_paused", error=repr(exc))
                     self._accept_paused_until = now + ACCEPT_BACKOFF_S
-                return
+                break
+            accepted += 1
             sock.setblocking(False)
-            self._peers[sock] = _Peer(sock, now + PEER_TIMEOUT_S)
+            peer = self._peers[sock] = _Peer(sock, now + PEER_TIMEOUT_S)
+            body = self._read(peer)
+            if body is not None:
+                ready.append((peer, body))
+            if len(self._peers) > MAX_PEERS and not self._evict():
+                break  # every connection is being judged or answered: accept no more now
+        return accepted
+
+    def _evict(self) -> bool:
+        """Drop the connection least likely to be a worker's; whether there was one."""
+        unfinished = [p for p in self._peers.values() if p.unfinished]
+        if not unfinished:
+            return False
+        self._throttle.warning("seedwatch_too_many_connections", limit=MAX_PEERS)
+        self._drop(min(unfinished, key=lambda p: (p.stage != "token", p.deadline)))
+        return True
 
     def _read(self, peer: _Peer) -> bytes | None:
         """Read what ``peer`` has sent; return its frame's body once complete."""
@@ -391,20 +424,26 @@ class ReportServer:
     def _judge(self, ready: list[tuple[_Peer, bytes]]) -> None:
         """Hand each frame to the handler, outside the lock; then answer without blocking."""
         for peer, body in ready:
-            answer = self._answer(body)
-            with self._settled:
-                self._in_flight -= 1
-                self._settled.notify_all()
-                if self._closed or peer.sock not in self._peers:
-                    continue
-                if answer is None:
-                    self._drop(peer)
-                else:
-                    peer.stage, peer.answer = "answering", memoryview(answer)
-                    peer.deadline = time.monotonic() + PEER_TIMEOUT_S
-                    self._write(peer)
+            answer = None
+            try:
+                answer = self._answer(body)
+            finally:  # whatever happens, the frame is settled and its connection not kept
+                with self._settled:
+                    self._in_flight -= 1
+                    self._settled.notify_all()
+                    if not self._closed and peer.sock in self._peers:
+                        self._respond(peer, answer)
         if any(peer.stage == "answering" for peer, _ in ready):
             self._wake()
+
+    def _respond(self, peer: _Peer, answer: bytes | None) -> None:
+        """Start answering ``peer`` (or close it, with nothing to say). Lock held."""
+        if answer is None:
+            self._drop(peer)
+            return
+        peer.stage, peer.answer = "answering", memoryview(answer)
+        peer.deadline = time.monotonic() + PEER_TIMEOUT_S
+        self._write(peer)
 
     def _answer(self, body: bytes) -> bytes | None:
         try:
