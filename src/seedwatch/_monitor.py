@@ -244,13 +244,15 @@ def _check_at_exit(monitor: Monitor, report: Report, after: SecondLook) -> None:
             )
             channel = monitor.channel()
             if channel is not None:
-                # Waits (at most EXIT_TIMEOUT_S) until judged: the loader joins this worker
-                # before the epoch ends, so the epoch's end knows the verdict.
+                # Waits for nothing: the main process may be joining this worker on the very
+                # thread that would answer (the garbage collector runs a DataLoader
+                # iterator's __del__ wherever it likes). The loader joins this worker before
+                # the epoch ends, and the epoch's end reads what was sent.
                 strict = monitor.config.strict_now()
                 frame = encode_request(
-                    used, channel.token, strict=strict, awaits_verdict=True, exiting=True
+                    used, channel.token, strict=strict, awaits_verdict=False, exiting=True
                 )
-                send(channel, frame, await_reply=True, timeout=EXIT_TIMEOUT_S)
+                send(channel, frame, await_reply=False, timeout=EXIT_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - a worker's exit must not fail on our account
             _logs.warning("seedwatch_internal_error", error=repr(exc))
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import hmac
 import os
 import secrets
@@ -39,7 +40,7 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from seedwatch import _logs, _socket_dirs
@@ -149,6 +150,10 @@ def _receive(sock: socket.socket, size: int, deadline: float) -> bytes | None:
     return bytes(data)
 
 
+class _Inside(threading.local):
+    active = False
+
+
 @dataclass(eq=False)
 class _Peer:
     """One connection: what it has sent so far, and what it still needs to send or take."""
@@ -181,6 +186,9 @@ class ReportServer:
         self._lock = threading.Lock()
         self._settled = threading.Condition(self._lock)
         self._in_flight = 0
+        #: Whether this thread is already in drain() or is the server's: a drain()
+        #: re-entered from there would wait for the frame it is judging itself.
+        self._inside = _Inside()
         self._owner_pid = os.getpid()
         self._token = secrets.token_hex(TOKEN_SIZE // 2)
         self._directory: str | None = None
@@ -224,8 +232,15 @@ class ReportServer:
         queue thousands before a worker's), and frames the server thread took
         first are waited for: at most ``wait`` seconds in all.
         """
-        if self._closed or os.getpid() != self._owner_pid:
-            return
+        if self._closed or os.getpid() != self._owner_pid or self._inside.active:
+            return  # re-entered (a __del__ run by the garbage collector mid-judge): do nothing
+        self._inside.active = True
+        try:
+            self._drain(wait)
+        finally:
+            self._inside.active = False
+
+    def _drain(self, wait: float) -> None:
         deadline = time.monotonic() + wait
         while True:
             with self._lock:
@@ -273,15 +288,17 @@ class ReportServer:
                 self._throttle.warning("seedwatch_collector_error", error=repr(exc))
 
     def _serve_once(self) -> None:
+        self._inside.active = True  # for good: this thread never drains
         self._wait()
         if self._closed:
             return
         with contextlib.suppress(OSError):
             while self._wake_reader.recv(4096):
                 pass
-        with self._lock:
-            ready = [] if self._closed else self._pass()[0]
-        self._judge(ready)
+        with _collection_paused():
+            with self._lock:
+                ready = [] if self._closed else self._pass()[0]
+            self._judge(ready)
 
     def _wait(self) -> None:
         """Block until a socket is ready, the next deadline passes, or someone wakes us."""
@@ -470,3 +487,24 @@ class ReportServer:
         peer.stage = "closed"
         self._peers.pop(peer.sock, None)
         peer.sock.close()
+
+
+@contextlib.contextmanager
+def _collection_paused() -> Iterator[None]:
+    """
+    Pause the cyclic garbage collector while the server thread reads and judges.
+
+    A collection runs finalizers on whichever thread allocates. A DataLoader
+    iterator dropped by an exception would join its workers on this thread,
+    while a strict worker waits for the very verdict this thread owes it: 5 s
+    lost, until the join gives up. Collection resumes right after, on the next
+    allocation of any thread.
+    """
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
