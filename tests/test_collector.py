@@ -162,12 +162,13 @@ class TestWorkersReports:
         """Frames sent to the collector's channel are read before findings() answers."""
         channel = collector.listen()
         try:
-            for pid in (1, 2):
-                frame = encode_request(
-                    report(pid, worker=pid), channel.token, strict=False, awaits_verdict=False
-                )
-                send(channel, frame, await_reply=False)
+            # The server thread may judge (and warn) before findings() is called.
             with pytest.warns(DuplicateStreamWarning):
+                for pid in (1, 2):
+                    frame = encode_request(
+                        report(pid, worker=pid), channel.token, strict=False, awaits_verdict=False
+                    )
+                    send(channel, frame, await_reply=False)
                 found = collector.findings()
         finally:
             collector.close()

@@ -170,6 +170,11 @@ class _Peer:
         return self.stage in ("token", "header", "body")
 
 
+def _eviction_order(peer: _Peer) -> tuple[bool, bool, float]:
+    """Silent first, then short of the token, then the rest; the oldest first in each."""
+    return (bool(peer.buffer) or peer.stage != "token", peer.stage != "token", peer.deadline)
+
+
 class ReportServer:
     """
     The main process's end: accepts connections and hands each frame to a handler.
@@ -382,17 +387,28 @@ class ReportServer:
             body = self._read(peer)
             if body is not None:
                 ready.append((peer, body))
-            if len(self._peers) > MAX_PEERS and not self._evict():
+            if len(self._peers) > MAX_PEERS and not self._evict(ready):
                 break  # every connection is being judged or answered: accept no more now
         return accepted
 
-    def _evict(self) -> bool:
-        """Drop the connection least likely to be a worker's; whether there was one."""
+    def _evict(self, ready: list[tuple[_Peer, bytes]]) -> bool:
+        """
+        Drop the connection least likely to be a worker's; whether there was one.
+
+        Every unfinished connection is read first: a worker accepted between its
+        connect and its send has sent by now, and completes instead of being
+        dropped. Then the oldest that has sent nothing goes, or failing that the
+        oldest still short of the token, or the oldest unfinished.
+        """
+        for peer in [p for p in self._peers.values() if p.unfinished]:
+            body = self._read(peer)
+            if body is not None:
+                ready.append((peer, body))
         unfinished = [p for p in self._peers.values() if p.unfinished]
         if not unfinished:
             return False
         self._throttle.warning("seedwatch_too_many_connections", limit=MAX_PEERS)
-        self._drop(min(unfinished, key=lambda p: (p.stage != "token", p.deadline)))
+        self._drop(min(unfinished, key=_eviction_order))
         return True
 
     def _read(self, peer: _Peer) -> bytes | None:
