@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -7,6 +8,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from typing import Any
 
@@ -126,6 +128,43 @@ class TestReportServer:
 
 
 class TestSend:
+    def test_a_full_listen_queue_is_waited_out(self, tmp_path: Any) -> None:
+        """AF_UNIX refuses a connect at once while the queue is full: send() retries it."""
+        address = str(tmp_path / "s")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(address)
+        listener.listen(0)
+        queued = []
+        while True:  # fill the listen queue
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.setblocking(False)
+            try:
+                client.connect(address)
+            except BlockingIOError:
+                client.close()
+                break
+            queued.append(client)
+        sent = threading.Thread(
+            target=send,
+            args=(Channel(address, "t" * 32), encode_frame({"n": 1})),
+            kwargs={"await_reply": False, "timeout": 10},
+        )
+        sent.start()
+        sent.join(timeout=0.5)  # the queue stays full meanwhile: a sender that gives up is done
+        for client in queued:  # still queued until accepted; they will read as closed
+            client.close()
+        received = b""
+        with listener, contextlib.suppress(TimeoutError):
+            listener.settimeout(5)
+            while not received:  # accept the queue until the sender's connection arrives
+                conn, _ = listener.accept()
+                with conn:
+                    conn.settimeout(10)
+                    received = conn.recv(1 << 16)
+        sent.join(timeout=10)
+
+        assert received.startswith(b"t" * 32)
+
     def test_an_unreachable_main_process_returns_none_at_once(self, tmp_path: Any) -> None:
         """A worker whose main process is gone carries on without a verdict."""
         started = time.monotonic()

@@ -125,14 +125,25 @@ def _connect(channel: Channel, timeout: float) -> socket.socket:
     if channel.family == "tcp":
         host, _, port = channel.address.rpartition(":")
         return socket.create_connection((host, int(port)), timeout=timeout)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(timeout)
-        sock.connect(channel.address)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    deadline, pause = time.monotonic() + timeout, 0.001
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(channel.address)
+        except (BlockingIOError, InterruptedError):
+            # AF_UNIX answers a full listen queue with EAGAIN at once (TCP would wait):
+            # the main process is busy, or flooded. Try again, until the deadline.
+            sock.close()
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
 
 def _receive(sock: socket.socket, size: int, deadline: float) -> bytes | None:
