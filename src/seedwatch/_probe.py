@@ -57,19 +57,19 @@ class FirstLook:
     signatures: dict[str, object] = field(default_factory=dict)
 
 
-def look(dataset: object, draws: int) -> FirstLook:
+def look(dataset: object, draws: int, *, custom: bool = True) -> FirstLook:
     """
     Fingerprint the next ``draws`` values of every source this process can see.
 
-    Sources: the three globals, the registered custom sources, and every
-    generator reachable from ``dataset``. A source that cannot be read (an
+    Sources: the three globals, the registered custom sources (unless not
+    ``custom``), and every generator reachable from ``dataset``. A source that cannot be read (an
     exotic subclass, a broken state) is left out with a log event: monitoring
     must never break the user's fetch.
     """
     streams = {name: _global_stream(name, draws, "global") for name in GLOBAL_SOURCES}
     signatures = {name: global_signature(name) for name in GLOBAL_SOURCES}
     known = []
-    for source in custom_sources():
+    for source in custom_sources() if custom else ():
         try:
             values, rng = source.sample(draws)
         except Exception as exc:  # noqa: BLE001 - a broken custom source is skipped, not fatal
@@ -85,6 +85,22 @@ def look(dataset: object, draws: int) -> FirstLook:
         signatures[path] = _signature(path, rng)
     seen = (*known, *(item.generator for item in found))
     return FirstLook(streams, seen, generators, signatures)
+
+
+def prime(dataset: object, draws: int) -> None:
+    """
+    Take a first look in the main process and drop it, so forked workers start warm.
+
+    What a look builds once per process (each bit generator's ``ctypes`` view,
+    the scratch twins, the walk's caches) is then inherited by every forked
+    worker instead of built in each at its first fetch: about half of a cold
+    look. Nothing is drawn, and custom sources are not read (their readers are the
+    user's code, and may cost); a failure is logged and ignored.
+    """
+    try:
+        look(dataset, draws, custom=False)
+    except Exception as exc:  # noqa: BLE001 - monitoring must never break monitor()
+        _logs.warning("seedwatch_internal_error", error=repr(exc))
 
 
 @dataclass(frozen=True)

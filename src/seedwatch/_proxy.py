@@ -27,6 +27,7 @@ from torch.utils.data import get_worker_info
 
 from seedwatch._config import MonitorConfig
 from seedwatch._monitor import Monitor, Watch
+from seedwatch._probe import prime
 from seedwatch._sources import (
     EntryPointRef,
     Source,
@@ -296,9 +297,11 @@ def wrap(dataset: object, monitor: Monitor) -> MonitoredDataset:
     """
     Return an armed proxy of ``dataset``: it reports at its first fetch in each process.
 
-    The entry-point sources are found now, once per process, so that no worker scans.
+    The entry-point sources are found now, once per process, so that no worker
+    scans, and a first look is taken so that forked workers start warm.
     """
     entry_point_refs()
+    prime(dataset, monitor.config.draws)
     return _ArmedDataset(dataset, monitor)
 
 
