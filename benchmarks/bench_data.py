@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import functools
 import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+_T = TypeVar("_T")
 
 
 class Trivial(Dataset[int]):
@@ -90,3 +95,62 @@ class EveryPlace(Dataset[int]):
         for transform in self.transforms:
             value = transform(value)
         return value
+
+
+class Timed(Dataset[float]):
+    """Serves how long each fetch of ``inner`` took, in µs: the first fetch's cost as a worker sees it."""
+
+    def __init__(self, inner: Dataset[object]) -> None:
+        self.inner = inner
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> float:
+        started = time.perf_counter()
+        self.inner[index]
+        return (time.perf_counter() - started) * 1e6
+
+
+class FirstFetchSteps(Dataset[dict[str, float]]):
+    """
+    In a worker, times each step of a monitored first fetch of ManyGenerators, in µs.
+
+    The steps seedwatch takes at a worker's first fetch, one by one and cold, as
+    the worker meets them: custom sources resolved, the walk, the first look
+    (walk and fingerprints), the second look, the report sent, a strict round trip.
+    """
+
+    def __init__(self, channel: object) -> None:
+        self.channel = channel
+        self.inner = ManyGenerators()
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> dict[str, float]:
+        from seedwatch._discover import find_generators  # noqa: PLC0415 - timed in the worker
+        from seedwatch._probe import look, look_after, report_of  # noqa: PLC0415
+        from seedwatch._sources import custom_sources  # noqa: PLC0415
+        from seedwatch._transport import send  # noqa: PLC0415
+        from seedwatch._wire import encode_request  # noqa: PLC0415
+
+        steps: dict[str, float] = {}
+
+        def timed(name: str, action: Callable[[], _T]) -> _T:
+            started = time.perf_counter()
+            value = action()
+            steps[name] = (time.perf_counter() - started) * 1e6
+            return value
+
+        timed("sources_us", custom_sources)
+        timed("walk_us", lambda: find_generators(self.inner))
+        first = timed("first_look_us", lambda: look(self.inner, 16))
+        after = timed("second_look_us", lambda: look_after(self.inner, 16, first))
+        report = report_of(first.streams, after.later)
+        token = self.channel.token  # type: ignore[attr-defined]
+        fire = encode_request(report, token, strict=False, awaits_verdict=False)
+        ask = encode_request(report, token, strict=True, awaits_verdict=True)
+        timed("send_us", lambda: send(self.channel, fire, await_reply=False))  # type: ignore[arg-type]
+        timed("strict_round_trip_us", lambda: send(self.channel, ask, await_reply=True))  # type: ignore[arg-type]
+        return steps
