@@ -399,13 +399,7 @@ class TestStaleDirectories:
 
     def test_only_this_users_directories_of_dead_processes_are_swept(self, tmp_path: Path) -> None:
         """A live process's directory, and names that are not seedwatch's, are kept."""
-        dead = subprocess.run(
-            [sys.executable, "-c", "import os; print(os.getpid())"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        gone = tmp_path / f"seedwatch-{dead.stdout.strip()}-abc"
+        gone = tmp_path / f"seedwatch-{dead_pid()}-abc"
         alive = tmp_path / f"seedwatch-{os.getpid()}-abc"
         other = tmp_path / "seedwatch-notapid"
         for directory in (gone, alive, other):
@@ -420,13 +414,7 @@ class TestStaleDirectories:
         self, tmp_path: Path
     ) -> None:
         """A server in another PID namespace has a pid this process cannot see: still live."""
-        dead = subprocess.run(
-            [sys.executable, "-c", "import os; print(os.getpid())"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        elsewhere = tmp_path / f"seedwatch-{dead.stdout.strip()}-abc"
+        elsewhere = tmp_path / f"seedwatch-{dead_pid()}-abc"
         elsewhere.mkdir()
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
             server.bind(str(elsewhere / _socket_dirs.SOCKET_NAME))
@@ -480,6 +468,17 @@ class TestAnotherUser:
         assert "ANSWER" not in outcome
         assert "DROPPED" in outcome or "ConnectionResetError" in outcome
         assert 0 == seedwatch.findings(monitored).observed.processes
+
+
+def dead_pid() -> int:
+    """The process id of a process that has exited."""
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(child.stdout)
 
 
 def as_nobody(code: str) -> str:

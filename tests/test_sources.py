@@ -155,6 +155,18 @@ def install_plugin(tmp_path: Path) -> dict[str, str]:
     }
 
 
+def run_python(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter with ``env``; it must succeed within 3 minutes."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        check=True,
+    )
+
+
 def test_entry_point_sources_are_loaded_in_every_worker(tmp_path: Path) -> None:
     """A plugin's seedwatch.sources entry point is read by spawned workers too."""
     env = install_plugin(tmp_path)
@@ -170,14 +182,7 @@ def test_entry_point_sources_are_loaded_in_every_worker(tmp_path: Path) -> None:
         """
     )
 
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=True,
-    )
+    result = run_python(script, env)
 
     assert "['libplugin.rng']" == result.stdout.strip().splitlines()[-1]
     assert "seedwatch_bad_entry_point" in result.stdout + result.stderr
@@ -224,14 +229,7 @@ def test_workers_never_scan_entry_points(tmp_path: Path) -> None:
         """
     )
 
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=180,
-        check=True,
-    )
+    result = run_python(script, env)
 
     main_pid, processes, sources = result.stdout.strip().splitlines()[-1].split(" ", 2)
     assert "['libplugin.rng']" == sources  # every worker read the plugin's source
