@@ -52,6 +52,10 @@ from seedwatch._wire import HEADER_SIZE, decode_request, encode_request
 
 Row = dict[str, Any]
 
+# Spawned workers receive ManyGenerators' torch generators, whose states are tensors: share
+# them through files, as the tests do (fd sharing fails in containers that restrict it).
+torch.multiprocessing.set_sharing_strategy("file_system")  # type: ignore[no-untyped-call]
+
 
 def spread(samples: Sequence[float]) -> Row:
     """Median and interquartile range."""
@@ -306,7 +310,8 @@ def worker_first_fetch(quick: bool, methods: Sequence[str]) -> list[Row]:
         steps_loader = DataLoader(
             FirstFetchSteps(channel), batch_size=None, num_workers=1, multiprocessing_context=method
         )
-        step_runs = [next(iter(steps_loader)) for _ in range(reps)]
+        # Each repetition a fresh worker; the loader is run to its end, so it shuts down.
+        step_runs = [steps for _ in range(reps) for steps in steps_loader]
         rows.append(
             {
                 "start_method": method,
