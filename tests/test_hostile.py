@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,7 @@ def strict_channel(dataset: Any) -> tuple[Any, Channel]:
     return monitored, channel
 
 
-def events(logs: list[dict[str, Any]], name: str) -> int:
+def events(logs: Sequence[Mapping[str, Any]], name: str) -> int:
     return sum(log["event"] == name for log in logs)
 
 
