@@ -23,6 +23,10 @@ def test_the_quick_suite_writes_markdown_and_json(tmp_path: Path) -> None:
     assert 0 == result.returncode, result.stderr
     data = json.loads((tmp_path / "smoke.json").read_text())
     assert {"machine", "per_item", "throughput", "first_fetch", "per_report", "ranks"} <= set(data)
+    assert {"time_to_first_batch", "worker_first_fetch", "epochs"} <= set(data)
+    assert all(
+        row["added_us"]["low"] <= row["added_us"]["high"] for row in data["worker_first_fetch"]
+    )
     assert {"torch", "numpy", "wrapt", "python", "cpus"} <= set(data["machine"])
     assert all(
         row["ratio"]["low"] <= row["ratio"]["ratio"] <= row["ratio"]["high"]
@@ -31,3 +35,4 @@ def test_the_quick_suite_writes_markdown_and_json(tmp_path: Path) -> None:
     table = (tmp_path / "smoke.md").read_text()
     assert "| dataset | workers | start | batch |" in table
     assert "bytes per (worker generation, source)" in table
+    assert "| start | raw | monitored | added [95% CI] (goal ≤ 1000) |" in table
