@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import importlib.metadata
 import subprocess
 import sys
 
 import pytest
 
+import seedwatch
 from seedwatch._cli import build_parser, main
 
 
@@ -51,3 +53,14 @@ class TestDemo:
             build_parser().parse_args(["frobnicate"])
 
         assert 2 == exit_info.value.code
+
+    def test_version_is_the_installed_distributions(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`seedwatch --version` and `seedwatch.__version__` name the installed version."""
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--version"])
+
+        installed = importlib.metadata.version("seedwatch")
+        assert (0, f"seedwatch {installed}\n") == (exit_info.value.code, capsys.readouterr().out)
+        assert installed == seedwatch.__version__

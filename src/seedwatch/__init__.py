@@ -31,6 +31,7 @@ _LAZY = {
     "unregister_source": "seedwatch._sources",
 }
 
+
 __all__ = [
     "Distributed",
     "DuplicateStreamError",
@@ -41,6 +42,7 @@ __all__ = [
     "Observed",
     "Source",
     "VerdictUnavailableError",
+    "__version__",
     "findings",
     "monitor",
     "register_source",
@@ -49,6 +51,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # looked up on first use: finding the distribution takes time
+        globals()[name] = _installed_version()
+        return globals()[name]
     if name not in _LAZY:
         raise AttributeError(f"module 'seedwatch' has no attribute {name!r}")
     value = getattr(importlib.import_module(_LAZY[name]), name)
@@ -58,3 +63,13 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
+
+
+def _installed_version() -> str:
+    """Return the installed distribution's version (``0+unknown`` when run from a source tree)."""
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("seedwatch")
+    except PackageNotFoundError:
+        return "0+unknown"

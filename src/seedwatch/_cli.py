@@ -7,6 +7,8 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from seedwatch import __version__
+
 START_METHODS = ["fork", "spawn", "forkserver"]
 
 
@@ -16,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="seedwatch",
         description="Catch DataLoader workers, epochs and ranks that draw the same random numbers.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo", help="run classic buggy and correct pipelines and show what seedwatch finds"
