@@ -187,15 +187,13 @@ class Collector:
             return None
         # A strict worker that waits raises the verdict itself, so it is not also
         # warned about. Either way its duplicate is owed to the user's loop, in case
-        # the worker never gets its answer, or is exiting and cannot raise.
-        involving = self._judge(request.report, strict=request.raises)
+        # the worker never gets its answer, or is exiting and waits for none.
+        involving = self._judge(request.report, strict=request.awaits_verdict)
         error = duplicate_message(involving) if request.strict and involving else None
         if error is not None:
             with self._lock:
                 self.owed.append(error)
-        if not request.awaits_verdict:
-            return None
-        return encode_verdict(error if request.raises else None)
+        return encode_verdict(error) if request.awaits_verdict else None
 
 
 def collector_for(

@@ -249,9 +249,7 @@ def _check_at_exit(monitor: Monitor, report: Report, after: SecondLook) -> None:
                 # iterator's __del__ wherever it likes). The loader joins this worker before
                 # the epoch ends, and the epoch's end reads what was sent.
                 strict = monitor.config.strict_now()
-                frame = encode_request(
-                    used, channel.token, strict=strict, awaits_verdict=False, exiting=True
-                )
+                frame = encode_request(used, channel.token, strict=strict, awaits_verdict=False)
                 send(channel, frame, await_reply=False, timeout=EXIT_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - a worker's exit must not fail on our account
             _logs.warning("seedwatch_internal_error", error=repr(exc))

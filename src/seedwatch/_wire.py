@@ -4,10 +4,10 @@ What crosses a process boundary, in one place: each message, its encoder, its va
 Between a worker and its main process (over :mod:`seedwatch._transport`):
 
 - a *frame*: a 4-byte big-endian length, then that many bytes of JSON;
-- a *request* (worker to main): ``{"token", "await", "strict", "exiting", "report"}``,
-  where ``await`` asks for an answer, ``strict`` says the worker is in strict
-  mode, ``exiting`` that it will not raise (an exiting worker's last note, which
-  waits only to know it was judged), and ``report`` is a :class:`Report` whose
+- a *request* (worker to main): ``{"token", "await", "strict", "report"}``, where
+  ``await`` asks for a verdict the worker will raise, ``strict`` says the worker
+  is in strict mode (an exiting worker's last note is strict but waits for
+  nothing), and ``report`` is a :class:`Report` whose
   ``streams`` and ``later`` map source names to a :class:`Stream`'s fields
   (``fp``, ``origin``, ``place``, ``used``, ``owner``, ``holder``, ``aliases``, ``prefix``);
 - a *verdict* (main to worker): ``{"error"}``, the strict-mode error text or ``null``.
@@ -74,24 +74,15 @@ class Request:
     report: Report
     awaits_verdict: bool
     strict: bool
-    exiting: bool = False
-
-    @property
-    def raises(self) -> bool:
-        """Whether the worker raises a strict verdict itself (it waits, and is not exiting)."""
-        return self.awaits_verdict and self.strict and not self.exiting
 
 
-def encode_request(
-    report: Report, token: str, *, strict: bool, awaits_verdict: bool, exiting: bool = False
-) -> bytes:
+def encode_request(report: Report, token: str, *, strict: bool, awaits_verdict: bool) -> bytes:
     """Return the frame a worker sends: its report, for the monitor that ``token`` names."""
     return encode_frame(
         {
             "token": token,
             "await": awaits_verdict,
             "strict": strict,
-            "exiting": exiting,
             "report": _plain_report(report),
         }
     )
@@ -112,9 +103,8 @@ def decode_request(body: bytes, token: str) -> Request:
         report = _report(data["report"])
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise MalformedError(f"malformed report: {exc!r}") from None
-    awaits, exiting = data.get("await") is True, data.get("exiting") is True
-    strict = (awaits and not exiting) or data.get("strict") is True
-    return Request(report, awaits_verdict=awaits, strict=strict, exiting=exiting)
+    awaits = data.get("await") is True
+    return Request(report, awaits_verdict=awaits, strict=awaits or data.get("strict") is True)
 
 
 def encode_verdict(error: str | None) -> bytes:
