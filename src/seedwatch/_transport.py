@@ -297,6 +297,7 @@ class ReportServer:
             self._wake_writer.send(b"\0")
 
     def _serve(self) -> None:
+        self._inside.active = True  # this thread never drains: it is the server
         while not self._closed:
             try:
                 self._serve_once()
@@ -304,7 +305,6 @@ class ReportServer:
                 self._throttle.warning("seedwatch_collector_error", error=repr(exc))
 
     def _serve_once(self) -> None:
-        self._inside.active = True  # for good: this thread never drains
         self._wait()
         if self._closed:
             return
