@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from seedwatch._api import findings, monitor
     from seedwatch._ranks import Distributed
     from seedwatch._sources import Source, register_source, unregister_source
+    from seedwatch._watch import unwatch, watch
 
 _LAZY = {
     "Distributed": "seedwatch._ranks",
@@ -29,6 +30,8 @@ _LAZY = {
     "monitor": "seedwatch._api",
     "register_source": "seedwatch._sources",
     "unregister_source": "seedwatch._sources",
+    "unwatch": "seedwatch._watch",
+    "watch": "seedwatch._watch",
 }
 
 
@@ -47,6 +50,8 @@ __all__ = [
     "monitor",
     "register_source",
     "unregister_source",
+    "unwatch",
+    "watch",
 ]
 
 
@@ -54,6 +59,8 @@ def __getattr__(name: str) -> Any:
     if name == "__version__":  # looked up on first use: finding the distribution takes time
         globals()[name] = _installed_version()
         return globals()[name]
+    if name == "testing":  # `import seedwatch` then `seedwatch.testing.assert_no_findings(...)`
+        return importlib.import_module("seedwatch.testing")
     if name not in _LAZY:
         raise AttributeError(f"module 'seedwatch' has no attribute {name!r}")
     value = getattr(importlib.import_module(_LAZY[name]), name)

@@ -48,7 +48,8 @@ def monitor(  # noqa: PLR0913 - keyword-only options, each documented
             an array) is refused. A monitored object is returned unchanged; options
             given with it must be the ones it was monitored with (its monitor is
             already running), any other is refused rather than ignored. An option
-            left at its default counts as not given.
+            left at its default counts as not given. A dataset monitored by
+            :func:`seedwatch.watch` is monitored anew when given other options.
         strict: ``True`` raises :class:`DuplicateStreamError` from the loader loop,
             ``False`` warns, ``None`` follows ``SEEDWATCH_STRICT`` (or the pytest
             option), read when each worker reports.
@@ -85,6 +86,15 @@ def monitor(  # noqa: PLR0913 - keyword-only options, each documented
             distributed=distributed,
             history=history,
         )
+        if ignored and _made_by_watch(dataset):  # the job's own options win
+            return monitor(
+                dataset.__wrapped__,
+                strict=strict,
+                draws=draws,
+                expect_shared=expect_shared,
+                distributed=distributed,
+                history=history,
+            )
         if ignored:
             wrapped = getattr(dataset, "__wrapped__", dataset)
             raise ValueError(
@@ -123,7 +133,9 @@ def findings(monitored: Any) -> Findings:
     Deterministic: reports of workers whose batches the caller has received are
     read before answering.
     """
-    if isinstance(monitored, MonitoredLoader):
+    if isinstance(monitored, MonitoredLoader) or (
+        isinstance(monitored, DataLoader) and isinstance_monitored(monitored.dataset)
+    ):  # monitored, or a loader built while watching
         monitored = monitored.dataset
     monitor = monitor_of(monitored)
     if monitor is None:
@@ -192,6 +204,12 @@ def _not_a_dataset_message(obj: object) -> str:
         f"DataLoader, or an object with __getitem__ or __iter__), got {got}"
         + ("" if hint is None else f": {hint}")
     )
+
+
+def _made_by_watch(monitored: object) -> bool:
+    """Whether ``monitored`` is a dataset :func:`seedwatch.watch` monitored, not the job."""
+    made = monitor_of(monitored)
+    return made is not None and made.implicit
 
 
 def _check_distributed(distributed: object) -> None:

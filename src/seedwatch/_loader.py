@@ -32,17 +32,13 @@ class MonitoredLoader(wrapt.BaseObjectProxy, MonitoredMarker):  # type: ignore[t
     """
     A DataLoader that iterates exactly like the one it wraps, over a monitored dataset.
 
-    Every ``iter()`` is an epoch. With ``num_workers=0`` the main process's
-    streams are fingerprinted at each epoch start and end, so a source that was
-    drawn from and then put back (``torch.manual_seed(0)`` before every epoch)
-    is reported even without workers, while one nobody touched is not. With
-    workers, each worker reports at its first fetch as usual.
+    Every ``iter()`` is an epoch (see :class:`Epochs`), checked with or without
+    workers.
     """
 
     _self_shadow: DataLoader[Any]
     _self_monitor: Monitor
-    _self_epochs: int
-    _self_epoch_end: dict[str, str]
+    _self_epochs: Epochs
 
     def __init__(self, loader: DataLoader[Any], dataset: MonitoredDataset) -> None:
         super().__init__(loader)
@@ -55,8 +51,7 @@ class MonitoredLoader(wrapt.BaseObjectProxy, MonitoredMarker):  # type: ignore[t
         shadow.__dict__["dataset"] = dataset
         shadow.__dict__["_iterator"] = None
         self._self_shadow = shadow
-        self._self_epochs = 0
-        self._self_epoch_end: dict[str, str] = {}
+        self._self_epochs = Epochs(id(self), monitor)
 
     @property
     def dataset(self) -> MonitoredDataset:
@@ -87,52 +82,7 @@ class MonitoredLoader(wrapt.BaseObjectProxy, MonitoredMarker):  # type: ignore[t
             setattr(self._self_shadow, name, value)
 
     def __iter__(self) -> Iterator[Any]:
-        if self._self_shadow.num_workers > 0:
-            return _EpochIterator(iter(self._self_shadow), self._self_end_epoch, self._self_monitor)
-        dataset, monitor = self.dataset, self._self_monitor
-        epoch, self._self_epochs = self._self_epochs, self._self_epochs + 1
-        settle(dataset)
-        # A torchdata StatefulDataLoader given a saved state resumes it in this iter().
-        resumed = getattr(self._self_shadow, "next_iter_state", None) is not None
-        # After iter(): the epoch's base seed is drawn and any reseeding inside the
-        # loader (a subclass, a sampler) has happened; no sample is fetched yet.
-        iterator = iter(self._self_shadow)
-        report = monitor.take(dataset, epoch=(id(self), epoch), resumed=resumed)
-        # A source that has not moved since the last epoch ended continues its stream:
-        # only a source that was drawn from and then put back is an epoch repeat. And
-        # only one this epoch draws from is judged: the epoch's end says which.
-        start = replace(
-            report,
-            streams={
-                name: replace(stream, used=False)
-                for name, stream in report.streams.items()
-                if self._self_epoch_end.get(name) != stream.fingerprint
-            },
-        )
-        monitor.deliver(start)
-        return _EpochIterator(iterator, lambda: self._self_end_epoch(start), monitor)
-
-    def _self_end_epoch(self, start: Report | None = None) -> None:
-        """
-        Read what the epoch's workers sent and what other ranks said; note the end state.
-
-        Without workers, the streams that moved during the epoch were drawn from:
-        they are judged now (in strict mode, raising from the loop's last step).
-        """
-        monitor = self._self_monitor
-        monitor.sync()
-        _raise_owed(monitor)
-        if self._self_shadow.num_workers == 0:
-            streams = monitor.take(self.dataset).streams
-            self._self_epoch_end = {name: stream.fingerprint for name, stream in streams.items()}
-            if start is not None:
-                drawn = {
-                    name: replace(stream, used=True)
-                    for name, stream in start.streams.items()
-                    if self._self_epoch_end.get(name) != stream.fingerprint
-                }
-                if drawn:
-                    monitor.deliver(replace(start, streams=drawn))
+        return self._self_epochs.begin(self._self_shadow)
 
     def __repr__(self) -> str:
         return repr(self.__wrapped__)
@@ -147,6 +97,82 @@ class MonitoredLoader(wrapt.BaseObjectProxy, MonitoredMarker):  # type: ignore[t
 
     def __deepcopy__(self, memo: dict[int, Any]) -> MonitoredLoader:
         return self.__copy__()
+
+
+class Epochs:
+    """
+    One loader's epochs: every ``iter()`` of it begins one.
+
+    With ``num_workers=0`` the main process's streams are fingerprinted at each
+    epoch start and end, so a source that was drawn from and then put back
+    (``torch.manual_seed(0)`` before every epoch) is reported even without
+    workers, while one nobody touched is not. With workers, each worker reports
+    at its first fetch; the epoch's end reads what they sent.
+    """
+
+    def __init__(self, key: int, monitor: Monitor) -> None:
+        self._key = key
+        self._monitor = monitor
+        self._count = 0
+        self._end_state: dict[str, str] = {}
+
+    def begin(
+        self, loader: DataLoader[Any], start: Callable[[], Iterator[Any]] | None = None
+    ) -> Iterator[Any]:
+        """
+        Begin an epoch of ``loader`` and return its iterator.
+
+        ``start`` makes the loader's own iterator (default ``iter(loader)``); the
+        loader's dataset must be monitored by this object's monitor.
+        """
+        start = start or (lambda: iter(loader))
+        monitor = self._monitor
+        if loader.num_workers > 0:
+            return _EpochIterator(start(), lambda: self._end(loader), monitor)
+        dataset: Any = loader.dataset
+        epoch, self._count = self._count, self._count + 1
+        settle(dataset)
+        # A torchdata StatefulDataLoader given a saved state resumes it in this iter().
+        resumed = getattr(loader, "next_iter_state", None) is not None
+        # After iter(): the epoch's base seed is drawn and any reseeding inside the
+        # loader (a subclass, a sampler) has happened; no sample is fetched yet.
+        iterator = start()
+        report = monitor.take(dataset, epoch=(self._key, epoch), resumed=resumed)
+        # A source that has not moved since the last epoch ended continues its stream:
+        # only a source that was drawn from and then put back is an epoch repeat. And
+        # only one this epoch draws from is judged: the epoch's end says which.
+        begun = replace(
+            report,
+            streams={
+                name: replace(stream, used=False)
+                for name, stream in report.streams.items()
+                if self._end_state.get(name) != stream.fingerprint
+            },
+        )
+        monitor.deliver(begun)
+        return _EpochIterator(iterator, lambda: self._end(loader, begun), monitor)
+
+    def _end(self, loader: DataLoader[Any], begun: Report | None = None) -> None:
+        """
+        Read what the epoch's workers sent and what other ranks said; note the end state.
+
+        Without workers, the streams that moved during the epoch were drawn from:
+        they are judged now (in strict mode, raising from the loop's last step).
+        """
+        monitor = self._monitor
+        monitor.sync()
+        _raise_owed(monitor)
+        if loader.num_workers == 0:
+            streams = monitor.take(loader.dataset).streams
+            self._end_state = {name: stream.fingerprint for name, stream in streams.items()}
+            if begun is not None:
+                drawn = {
+                    name: replace(stream, used=True)
+                    for name, stream in begun.streams.items()
+                    if self._end_state.get(name) != stream.fingerprint
+                }
+                if drawn:
+                    monitor.deliver(replace(begun, streams=drawn))
 
 
 class _EpochIterator(wrapt.BaseObjectProxy):  # type: ignore[type-arg]

@@ -55,6 +55,8 @@ class Monitor:
         self.config = config
         self._collector = collector
         self._channel = channel
+        #: Made by :func:`seedwatch.watch` rather than asked for: ``monitor()`` may redo it.
+        self.implicit = False
 
     def collector(self) -> Collector:
         """Return this process's collector for the monitor, adopting one if needed."""

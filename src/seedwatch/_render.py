@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Sequence
 
-from seedwatch._finding import Finding
+from seedwatch._finding import Finding, Findings, counted
 
 _WIDTH = 88
 
@@ -109,3 +109,36 @@ def _ranges(numbers: Sequence[int]) -> str:
             parts.append(str(start) if start == previous else f"{start}-{previous}")
         start = previous = number
     return ",".join(parts)
+
+
+def render_watched(watched: Sequence[tuple[str, Findings]]) -> str:
+    """
+    Return a watched job's summary: one line per dataset, a table under each with findings.
+
+    ``watched`` pairs each dataset's label (``TrainSet (train.py:42)``) with its findings.
+    """
+    if not watched:
+        return "seedwatch: no DataLoader was built, so nothing was checked"
+    troubled = [found for _label, found in watched if found]
+    total = sum(len(found) for found in troubled)
+    lines = [
+        f"seedwatch: {counted(len(watched), 'dataset')} watched; "
+        + (
+            f"{counted(total, 'finding')} in {len(troubled)} of them"
+            if troubled
+            else "clean: no duplicate random streams"
+        )
+    ]
+    for label, found in watched:
+        if found:
+            verdict = counted(len(found), "finding")
+        elif not found.observed.processes:
+            verdict = "never iterated"
+        elif found.observed.can_see():
+            verdict = "clean"
+        else:
+            verdict = "nothing to compare (no two workers, epochs or ranks)"
+        lines.append(f"{label}: {verdict}; {found.observed.describe()}")
+        if found:
+            lines.append(textwrap.indent(render_table(found), "  "))
+    return "\n".join(lines)

@@ -1,0 +1,400 @@
+"""
+Watching: monitor every DataLoader the process builds, without changing the job's code.
+
+A DataLoader stores its dataset with ``self.dataset = dataset``, and so does
+every subclass (torchdata's ``StatefulDataLoader``, which never calls
+``DataLoader.__init__``, included), through ``DataLoader.__setattr__``. While
+watching, that one method stores a monitored dataset instead, and the
+``__iter__`` of each loader class that defines one begins an epoch
+(:class:`~seedwatch._loader.Epochs`), as iterating a loader given to
+:func:`seedwatch.monitor` does. Loader classes are found when their first
+instance is built, so watching imports no framework.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from torch.utils.data import DataLoader
+
+from seedwatch import _logs
+from seedwatch._api import is_dataset, monitor
+from seedwatch._config import (
+    DEFAULT_DRAWS,
+    integer_draws,
+    validated_history,
+    validated_names,
+    validated_strict,
+)
+from seedwatch._finding import Findings, Observed
+from seedwatch._loader import Epochs
+from seedwatch._monitor import Monitor
+from seedwatch._proxy import isinstance_monitored, monitor_of
+from seedwatch._ranks import Distributed
+
+
+@dataclass(frozen=True)
+class _Options:
+    """What every watched dataset is monitored with: :func:`watch`'s arguments."""
+
+    strict: bool | None
+    draws: int
+    expect_shared: frozenset[str]
+    distributed: bool | Distributed | None
+    history: str | None
+
+    def given(self) -> dict[str, Any]:
+        """Return the options as :func:`seedwatch.monitor` keywords."""
+        return {
+            "strict": self.strict,
+            "draws": self.draws,
+            "expect_shared": self.expect_shared,
+            "distributed": self.distributed,
+            "history": self.history,
+        }
+
+
+@dataclass(frozen=True)
+class WatchedDataset:
+    """
+    A dataset that DataLoaders built while watching iterated over, and its findings.
+
+    ``name`` is the dataset's type; ``where`` the file and line that built the
+    first loader over it; ``loaders`` how many watched loaders were built over it.
+    """
+
+    name: str
+    where: str
+    loaders: int
+    findings: Findings
+
+    @property
+    def label(self) -> str:
+        """``TrainSet (train.py:42)``."""
+        return f"{self.name} ({self.where})"
+
+
+@dataclass
+class _Entry:
+    monitor: Monitor
+    name: str
+    where: str
+    loaders: int = 1
+
+
+class Watching:
+    """
+    What :func:`watch` returns: the datasets watched so far, and a context manager.
+
+    ``with seedwatch.watch():`` stops watching at the end of the block, unless
+    watching had already started before it (then it carries on).
+    """
+
+    def __init__(self, session: _Session, *, started: bool) -> None:
+        self._session = session
+        self._started = started
+
+    def datasets(self) -> tuple[WatchedDataset, ...]:
+        """Return every dataset watched loaders were built over, with its findings so far."""
+        return self._session.datasets()
+
+    def findings(self) -> Findings:
+        """
+        Return the findings of every watched dataset, in one list.
+
+        Its ``observed`` adds up the processes and keeps the most epochs,
+        workers and ranks any one dataset saw.
+        """
+        return _combined([dataset.findings for dataset in self.datasets()])
+
+    def __enter__(self) -> Watching:  # noqa: PYI034 - typing.Self needs Python 3.11
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._started:
+            unwatch()
+
+
+class _Session:
+    """One period of watching: its options and the datasets it monitored."""
+
+    def __init__(self, options: _Options) -> None:
+        self.options = options
+        self._entries: dict[int, _Entry] = {}
+        self._lock = threading.Lock()
+
+    def adopt(self, loader: DataLoader[Any], dataset: object) -> object:
+        """
+        Return what ``loader`` should store as its dataset: ``dataset``, monitored.
+
+        A dataset the job monitored itself keeps its own monitor. Anything that
+        fails here is logged and the raw dataset stored: watching must never
+        break the job.
+        """
+        try:
+            if isinstance_monitored(dataset):
+                monitored = dataset
+            elif is_dataset(dataset):
+                monitored = monitor(dataset, **self.options.given())
+                made = monitor_of(monitored)
+                if made is not None:
+                    made.implicit = True
+            else:
+                return dataset
+            watched = monitor_of(monitored)
+            if watched is None:  # a monitored loader given as a loader's dataset
+                return dataset
+            self._note(watched, type(dataset).__qualname__, loader)
+            _epochs[loader] = Epochs(id(loader), watched)
+            _patch_iterators(type(loader))
+        except Exception as exc:  # noqa: BLE001 - watching must never break the job
+            _logs.warning(
+                "seedwatch_watch_error", dataset=type(dataset).__qualname__, error=repr(exc)
+            )
+            return dataset
+        return monitored
+
+    def datasets(self) -> tuple[WatchedDataset, ...]:
+        with self._lock:
+            entries = list(self._entries.values())
+        return tuple(
+            WatchedDataset(entry.name, entry.where, entry.loaders, entry.monitor.findings())
+            for entry in entries
+        )
+
+    def _note(self, watched: Monitor, name: str, loader: DataLoader[Any]) -> None:
+        with self._lock:
+            entry = self._entries.get(id(watched))
+            if entry is not None and entry.monitor is watched:
+                entry.loaders += 1
+                return
+            self._entries[id(watched)] = _Entry(watched, name, _built_where(loader))
+
+
+#: Guards the session and the patches; re-entrant, since monitoring builds no loader.
+_lock = threading.RLock()
+_session: _Session | None = None
+#: The class attributes replaced while watching: (class, name) -> the original.
+_originals: dict[tuple[type, str], Any] = {}
+#: The epochs of each watched loader.
+_epochs: weakref.WeakKeyDictionary[DataLoader[Any], Epochs] = weakref.WeakKeyDictionary()
+#: Per thread, the loaders whose ``__iter__`` is running (a subclass calling super()).
+_iterating = threading.local()
+
+
+def watch(
+    *,
+    strict: bool | None = None,
+    draws: int = DEFAULT_DRAWS,
+    expect_shared: Iterable[str] = (),
+    distributed: bool | Distributed | None = None,
+    history: str | os.PathLike[str] | None = None,
+) -> Watching:
+    """
+    Monitor the dataset of every DataLoader built from now on, until :func:`unwatch`.
+
+    Subclasses count (torchdata's ``StatefulDataLoader``, ``monai.data.DataLoader``,
+    loaders a framework builds), and every ``iter()`` of a watched loader is an
+    epoch, with or without workers, as for a loader given to :func:`seedwatch.monitor`.
+    A dataset the job monitors itself keeps its own options; calling
+    :func:`seedwatch.monitor` on a watched loader or dataset monitors it anew with
+    the options given there. Loaders built before watching are not watched.
+
+    Also a context manager: ``with seedwatch.watch(): ...`` watches inside the block.
+
+    Args:
+        strict: As for :func:`seedwatch.monitor` (``None`` follows ``SEEDWATCH_STRICT``
+            or the pytest option).
+        draws: As for :func:`seedwatch.monitor`.
+        expect_shared: As for :func:`seedwatch.monitor`.
+        distributed: As for :func:`seedwatch.monitor`; by default, ranks are compared
+            once the job's default process group exists.
+        history: As for :func:`seedwatch.monitor`.
+
+    Returns:
+        A :class:`Watching`: the watched datasets and their findings.
+
+    Raises:
+        TypeError: An option has the wrong type.
+        ValueError: An option is out of range, or watching already runs with
+            other options (call :func:`unwatch` first).
+
+    """
+    options = _validated(strict, draws, expect_shared, distributed, history)
+    global _session  # noqa: PLW0603 - watching is process-wide by nature
+    with _lock:
+        if _session is not None:
+            if _session.options != options:
+                raise ValueError(
+                    f"seedwatch is already watching, with {_described(_session.options)}; "
+                    f"call seedwatch.unwatch() before watching with {_described(options)}"
+                )
+            return Watching(_session, started=False)
+        _session = _Session(options)
+        _patch(DataLoader, "__setattr__", _watched_setattr(DataLoader.__setattr__))
+        _patch_iterators(DataLoader)
+        return Watching(_session, started=True)
+
+
+def unwatch() -> None:
+    """
+    Stop watching: loaders built from now on are left alone. Safe to call any time.
+
+    Loaders already built keep their monitored datasets, whose workers still
+    report; their ``iter()`` no longer begins a checked epoch without workers.
+    """
+    global _session  # noqa: PLW0603 - watching is process-wide by nature
+    with _lock:
+        _session = None
+        for (owner, name), original in _originals.items():
+            if getattr(owner.__dict__.get(name), "__seedwatch_patch__", False):
+                setattr(owner, name, original)
+        _originals.clear()
+
+
+def watching() -> Watching | None:
+    """Return the current watch, or ``None`` when not watching."""
+    with _lock:
+        return None if _session is None else Watching(_session, started=False)
+
+
+def _watched_setattr(
+    original: Callable[[DataLoader[Any], str, object], None],
+) -> Callable[[DataLoader[Any], str, object], None]:
+    @functools.wraps(original)
+    def __setattr__(self: DataLoader[Any], name: str, value: object) -> None:  # noqa: N807
+        session = _session
+        if (
+            name == "dataset"
+            and session is not None
+            # Reassigning an initialized loader's dataset raises: let it.
+            and not self.__dict__.get("_DataLoader__initialized", False)
+        ):
+            value = session.adopt(self, value)
+        original(self, name, value)
+
+    __setattr__.__seedwatch_patch__ = True  # type: ignore[attr-defined]
+    return __setattr__
+
+
+def _watched_iter(
+    original: Callable[[DataLoader[Any]], Iterator[Any]],
+) -> Callable[[DataLoader[Any]], Iterator[Any]]:
+    @functools.wraps(original)
+    def __iter__(self: DataLoader[Any]) -> Iterator[Any]:  # noqa: N807
+        epochs = _epochs.get(self) if _session is not None else None
+        running: set[int] = _iterating.__dict__.setdefault("loaders", set())
+        if epochs is None or id(self) in running:
+            return original(self)
+        running.add(id(self))
+        try:
+            return epochs.begin(self, lambda: original(self))
+        finally:
+            running.discard(id(self))
+
+    __iter__.__seedwatch_patch__ = True  # type: ignore[attr-defined]
+    return __iter__
+
+
+def _patch_iterators(loader_class: type) -> None:
+    """Wrap ``__iter__`` of ``loader_class`` and of each loader class it inherits from."""
+    with _lock:
+        if _session is None:
+            return
+        for owner in loader_class.__mro__:
+            original = owner.__dict__.get("__iter__")
+            if (
+                original is not None
+                and issubclass(owner, DataLoader)
+                and (owner, "__iter__") not in _originals
+            ):
+                _patch(owner, "__iter__", _watched_iter(original))
+
+
+def _patch(owner: type, name: str, replacement: object) -> None:
+    _originals[(owner, name)] = owner.__dict__[name]
+    setattr(owner, name, replacement)
+
+
+def _built_where(loader: DataLoader[Any]) -> str:
+    """Return ``file:line`` of the code that built ``loader``, outside its own ``__init__``."""
+    frame = sys._getframe(1)  # noqa: SLF001 - the one way to name the caller cheaply
+    here = Path(__file__).parent
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if frame.f_locals.get("self") is not loader and not path.startswith(str(here)):
+            return f"{_shown_path(path)}:{frame.f_lineno}"
+        frame = frame.f_back  # type: ignore[assignment]
+    return "unknown"
+
+
+def _shown_path(path: str) -> str:
+    """Return ``path`` relative to the working directory when under it, else as it is."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive, on Windows
+        return path
+    return path if relative.startswith("..") else relative
+
+
+def _validated(
+    strict: object,
+    draws: object,
+    expect_shared: Iterable[object],
+    distributed: object,
+    history: object,
+) -> _Options:
+    """Check watch()'s options as monitor() would, now rather than at the first loader."""
+    if distributed is not None and not isinstance(distributed, (bool, Distributed)):
+        raise TypeError(
+            f"distributed must be True, False, None or seedwatch.Distributed, got {distributed!r}"
+        )
+    path = validated_history(history)
+    return _Options(
+        strict=validated_strict(strict),
+        draws=integer_draws(draws),
+        expect_shared=frozenset(validated_names(expect_shared)),
+        distributed=distributed,
+        history=None if path is None else str(path),
+    )
+
+
+def _described(options: _Options) -> str:
+    described = [f"strict={options.strict!r}", f"draws={options.draws}"]
+    if options.expect_shared:
+        described.append(f"expect_shared={sorted(options.expect_shared)!r}")
+    if options.distributed is not None:
+        described.append(f"distributed={options.distributed!r}")
+    if options.history is not None:
+        described.append(f"history={options.history!r}")
+    return ", ".join(described)
+
+
+def _combined(each: list[Findings]) -> Findings:
+    """Return several datasets' findings as one list (see :meth:`Watching.findings`)."""
+    observed = [found.observed for found in each]
+    return Findings(
+        [finding for found in each for finding in found],
+        Observed(
+            processes=sum(o.processes for o in observed),
+            generations=max((o.generations for o in observed), default=0),
+            most_workers=max((o.most_workers for o in observed), default=0),
+            ranks=max((o.ranks for o in observed), default=0),
+            resumed=any(o.resumed for o in observed),
+        ),
+        [finding for found in each for finding in found.latent],
+    )
