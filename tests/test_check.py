@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,34 @@ def check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str
     status = main(["check", *argv])
     captured = capsys.readouterr()
     return status, captured.out, captured.err
+
+
+OWN_LOADER = """
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+class Items(Dataset):
+    def __len__(self):
+        return 8
+    def __getitem__(self, index):
+        return torch.tensor(index)
+
+def make_loader():
+    return DataLoader(Items(), batch_size=4)
+
+LOADER = make_loader()
+"""
+
+
+@pytest.fixture(name="own_loader")
+def _own_loader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A file target: Items (8 items), and make_loader and LOADER, its loader (batch size 4)."""
+    target = tmp_path / "own_loader.py"
+    target.write_text(OWN_LOADER)
+    # The check puts the file's folder on sys.path and imports it; undo both afterwards.
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield str(target)
+    sys.modules.pop("own_loader", None)
 
 
 class TestReport:
@@ -140,6 +169,27 @@ class TestReport:
         rows = [line for line in out.splitlines()[1:-1] if not line.startswith(" ")]
         assert ["workers"] == [row.split()[1] for row in rows]
 
+    def test_counts_of_one_read_in_the_singular(
+        self, capsys: pytest.CaptureFixture[str], own_loader: str
+    ) -> None:
+        """One worker, one epoch, one batch, one process: no fixed plurals."""
+        _, _, err = check(
+            capsys,
+            f"{own_loader}:Items",
+            "--workers",
+            "1",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--start-method",
+            "fork",
+        )
+
+        assert "1 worker, 1 epoch, batch size 8, start method fork" in err
+        assert "epoch 1/1: 1 batch in" in err
+        assert "checked 1 process: 1 epoch, up to 1 worker per epoch" in err
+
 
 def monitored_by_its_factory() -> Any:
     """A factory that monitors its own dataset, as a project wired to seedwatch does."""
@@ -167,6 +217,75 @@ class TestMonitoredFactories:
 
         assert 2 == status
         assert "HoldsGenerator is already monitored" in err
+
+
+class TestIgnoredOptions:
+    def test_loader_options_for_a_returned_dataloader_are_reported(
+        self, capsys: pytest.CaptureFixture[str], own_loader: str
+    ) -> None:
+        """The loader's own settings apply; the options given are named in one note."""
+        status, _, err = check(
+            capsys, f"{own_loader}:make_loader", "--workers", "3", "--batch-size", "2"
+        )
+
+        assert 0 == status
+        assert (
+            "seedwatch check: note: --workers, --batch-size ignored: the target returned a "
+            "DataLoader, whose own settings apply"
+        ) in err.splitlines()
+        assert "0 workers, 2 epochs, batch size 4, in the main process" in err
+
+    def test_every_loader_option_given_for_a_dataloader_object_is_named(
+        self, capsys: pytest.CaptureFixture[str], own_loader: str
+    ) -> None:
+        """A DataLoader object as target: all four loader options are named, defaults too."""
+        _, _, err = check(
+            capsys,
+            f"{own_loader}:LOADER",
+            "--workers",
+            "2",
+            "--batch-size",
+            "8",
+            "--start-method",
+            "spawn",
+            "--persistent-workers",
+        )
+
+        assert (
+            "seedwatch check: note: --workers, --batch-size, --start-method, "
+            "--persistent-workers ignored: the target is a DataLoader, whose own settings apply"
+        ) in err.splitlines()
+
+    def test_no_note_when_no_loader_option_is_given(
+        self, capsys: pytest.CaptureFixture[str], own_loader: str
+    ) -> None:
+        """Options that do apply to a DataLoader (--epochs, --draws) bring no note."""
+        _, _, err = check(capsys, f"{own_loader}:make_loader", "--epochs", "2", "--draws", "4")
+
+        assert "seedwatch check: note:" not in err
+
+    def test_worker_options_without_workers_are_reported(
+        self, capsys: pytest.CaptureFixture[str], own_loader: str
+    ) -> None:
+        """A Dataset with --workers 0: no start method, no workers to keep; --batch-size applies."""
+        status, _, err = check(
+            capsys,
+            f"{own_loader}:Items",
+            "--workers",
+            "0",
+            "--batch-size",
+            "2",
+            "--start-method",
+            "spawn",
+            "--persistent-workers",
+        )
+
+        assert 0 == status
+        assert (
+            "seedwatch check: note: --start-method, --persistent-workers ignored: with "
+            "--workers 0 items are fetched in the main process"
+        ) in err.splitlines()
+        assert "0 workers, 2 epochs, batch size 2, in the main process" in err
 
 
 class TestBadTargets:

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from seedwatch._announce import quiet_announcements
 from seedwatch._api import findings, is_dataset, monitor
-from seedwatch._config import DEFAULT_DRAWS
+from seedwatch._cli import CHECK_BATCH_SIZE, CHECK_EPOCHS, CHECK_WORKERS
 from seedwatch._errors import DuplicateStreamError
 from seedwatch._finding import Observed, counted
 from seedwatch._render import render_table
@@ -45,15 +45,24 @@ class TargetError(Exception):
 
 @dataclass(frozen=True)
 class CheckOptions:
-    """What ``seedwatch check`` was asked to do."""
+    """
+    What ``seedwatch check`` was asked to do.
+
+    ``None`` is an option not given. The loader options (``workers``,
+    ``batch_size``, ``start_method``, ``persistent_workers``) build the
+    DataLoader for a Dataset target, with the command line's defaults for those
+    not given; a DataLoader target keeps its own, and those given are reported
+    as ignored. ``draws`` not given leaves the monitor's default, or the one a
+    factory that monitors its own dataset chose.
+    """
 
     target: str
-    workers: int = 2
-    epochs: int = 2
-    batch_size: int = 8
+    workers: int | None = None
+    epochs: int = CHECK_EPOCHS
+    batch_size: int | None = None
     start_method: str | None = None
-    persistent_workers: bool = False
-    draws: int = DEFAULT_DRAWS
+    persistent_workers: bool | None = None
+    draws: int | None = None
     strict: bool = False
     json: bool = False
     expect_shared: tuple[str, ...] = ()
@@ -88,21 +97,52 @@ def load_target(spec: str) -> Any:
     return value
 
 
-def build_loader(target: Any, options: CheckOptions) -> Any:
-    """Call the factory and return a monitored DataLoader for it."""
-    made = target
+def make_pipeline(target: Any, spec: str) -> Any:
+    """Return what the target makes: the factory's result, or a Dataset or DataLoader as is."""
     if callable(target) and not isinstance(target, DataLoader) and not is_dataset(target):
         try:
-            made = target()
+            return target()
         except Exception as exc:
-            raise TargetError(f"{options.target}() raised {type(exc).__name__}: {exc}") from exc
+            raise TargetError(f"{spec}() raised {type(exc).__name__}: {exc}") from exc
+    return target
+
+
+def ignored_options(made: Any, options: CheckOptions, *, called: bool) -> str | None:
+    """
+    Say which loader options given on the command line cannot apply to ``made``, or None.
+
+    A DataLoader keeps its own settings; without workers there is no start
+    method and no worker to keep alive. ``called``: a factory made ``made``.
+    """
+    given = [
+        name
+        for name, value in (
+            ("--workers", options.workers),
+            ("--batch-size", options.batch_size),
+            ("--start-method", options.start_method),
+            ("--persistent-workers", options.persistent_workers),
+        )
+        if value is not None
+    ]
+    if isinstance(made, DataLoader):
+        why = f"the target {'returned' if called else 'is'} a DataLoader, whose own settings apply"
+    elif options.workers == 0:
+        given = [name for name in given if name in {"--start-method", "--persistent-workers"}]
+        why = "with --workers 0 items are fetched in the main process"
+    else:
+        return None
+    return f"{', '.join(given)} ignored: {why}" if given else None
+
+
+def build_loader(made: Any, options: CheckOptions) -> Any:
+    """Return a monitored DataLoader for what the target made (see :func:`make_pipeline`)."""
 
     def monitored(loader: DataLoader[Any]) -> Any:
         # Only the options given: a factory that monitors its dataset itself keeps its own.
         given: dict[str, Any] = {}
         if options.strict:
             given["strict"] = True
-        if options.draws != DEFAULT_DRAWS:
+        if options.draws is not None:
             given["draws"] = options.draws
         if options.expect_shared:
             given["expect_shared"] = options.expect_shared
@@ -114,20 +154,25 @@ def build_loader(target: Any, options: CheckOptions) -> Any:
         raise TargetError(
             f"{options.target} returned {type(made).__qualname__}, not a Dataset or a DataLoader"
         )
-    workers = options.workers
+    workers = CHECK_WORKERS if options.workers is None else options.workers
     loader: DataLoader[Any] = DataLoader(
         made,
-        batch_size=options.batch_size,
+        batch_size=CHECK_BATCH_SIZE if options.batch_size is None else options.batch_size,
         num_workers=workers,
         multiprocessing_context=options.start_method if workers else None,
-        persistent_workers=options.persistent_workers and workers > 0,
+        persistent_workers=bool(options.persistent_workers) and workers > 0,
     )
     return monitored(loader)
 
 
 def run_check(options: CheckOptions, *, out: TextIO, err: TextIO) -> int:
     """Run the check and print the report; return the exit status."""
-    loader = build_loader(load_target(options.target), options)
+    target = load_target(options.target)
+    made = make_pipeline(target, options.target)
+    loader = build_loader(made, options)
+    note = ignored_options(made, options, called=made is not target)
+    if note:
+        err.write(f"seedwatch check: note: {note}\n")
     err.write(_describe_run(loader, options) + "\n")
     with quiet_announcements():
         stopped = _run_epochs(loader, options.epochs, err)
@@ -184,7 +229,7 @@ def _run_epochs(loader: Any, epochs: int, err: TextIO) -> int | None:
             for _batch in loader:
                 count += 1
                 if live and count % 50 == 0:
-                    err.write(f"\r  epoch {epoch}/{epochs}: {count} batches")
+                    err.write(f"\r  epoch {epoch}/{epochs}: {counted(count, 'batch', 'batches')}")
                     err.flush()
         except DuplicateStreamError as exc:
             _release_workers(exc)

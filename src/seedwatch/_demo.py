@@ -17,6 +17,8 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from seedwatch._announce import quiet_announcements
 from seedwatch._api import findings, monitor
+from seedwatch._cli import DEMO_EPOCHS, DEMO_WORKERS
+from seedwatch._finding import counted
 from seedwatch._render import render_findings
 
 
@@ -99,12 +101,14 @@ PIPELINES = (
 )
 
 
-def run_demo(*, workers: int = 2, epochs: int = 3, start_method: str | None = None) -> int:
+def run_demo(
+    *, workers: int = DEMO_WORKERS, epochs: int = DEMO_EPOCHS, start_method: str | None = None
+) -> int:
     """Run every pipeline, print what seedwatch finds, and return the exit status (0)."""
     method = start_method or torch.multiprocessing.get_start_method()
     print(
-        f"seedwatch demo: {len(PIPELINES)} pipelines, {workers} workers, {epochs} epochs each "
-        f"(start method: {method})\n"
+        f"seedwatch demo: {counted(len(PIPELINES), 'pipeline')}, {counted(workers, 'worker')}, "
+        f"{counted(epochs, 'epoch')} each (start method: {method})\n"
     )
     with quiet_announcements():
         for number, pipeline in enumerate(PIPELINES, start=1):

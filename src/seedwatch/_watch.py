@@ -30,7 +30,7 @@ from seedwatch import _logs
 from seedwatch._api import is_dataset, monitor
 from seedwatch._config import (
     DEFAULT_DRAWS,
-    integer_draws,
+    validated_draws,
     validated_history,
     validated_names,
     validated_strict,
@@ -38,7 +38,7 @@ from seedwatch._config import (
 from seedwatch._finding import Findings, Observed
 from seedwatch._loader import Epochs
 from seedwatch._monitor import Monitor
-from seedwatch._proxy import isinstance_monitored, monitor_of
+from seedwatch._proxy import isinstance_monitored, monitor_of, wrap
 from seedwatch._ranks import Distributed
 
 
@@ -135,6 +135,8 @@ class _Session:
     def __init__(self, options: _Options) -> None:
         self.options = options
         self._entries: dict[int, _Entry] = {}
+        #: Each dataset's monitor, while the dataset lives (see :meth:`_proxy_of`).
+        self._monitors: dict[int, tuple[weakref.ref[Any], Monitor]] = {}
         self._lock = threading.Lock()
 
     def adopt(self, loader: DataLoader[Any], dataset: object) -> object:
@@ -149,10 +151,7 @@ class _Session:
             if isinstance_monitored(dataset):
                 monitored = dataset
             elif is_dataset(dataset):
-                monitored = monitor(dataset, **self.options.given())
-                made = monitor_of(monitored)
-                if made is not None:
-                    made.implicit = True
+                monitored = self._proxy_of(dataset)
             else:
                 return dataset
             watched = monitor_of(monitored)
@@ -167,6 +166,37 @@ class _Session:
             )
             return dataset
         return monitored
+
+    def _proxy_of(self, dataset: object) -> Any:
+        """
+        Return ``dataset`` monitored, by the monitor of its first loader.
+
+        Loaders built over one dataset, even one after another (a new loader per
+        epoch), share its monitor, so their epochs are compared with each other.
+        """
+        key = id(dataset)
+        with self._lock:
+            known = self._monitors.get(key)
+        if known is not None and known[0]() is dataset:
+            return wrap(dataset, known[1])
+        proxy = monitor(dataset, **self.options.given())
+        made = monitor_of(proxy)
+        if made is None:  # pragma: no cover - monitor() returns a monitored dataset
+            return proxy
+        made.implicit = True
+
+        def forget(ref: weakref.ref[Any]) -> None:
+            with self._lock:
+                if key in self._monitors and self._monitors[key][0] is ref:
+                    del self._monitors[key]
+
+        try:
+            ref = weakref.ref(dataset, forget)
+        except TypeError:  # a list: one monitor per loader
+            return proxy
+        with self._lock:
+            self._monitors[key] = (ref, made)
+        return proxy
 
     def datasets(self) -> tuple[WatchedDataset, ...]:
         with self._lock:
@@ -366,7 +396,7 @@ def _validated(
     path = validated_history(history)
     return _Options(
         strict=validated_strict(strict),
-        draws=integer_draws(draws),
+        draws=validated_draws(draws),
         expect_shared=frozenset(validated_names(expect_shared)),
         distributed=distributed,
         history=None if path is None else str(path),

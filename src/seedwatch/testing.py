@@ -1,6 +1,9 @@
 """
 Helpers for users' tests.
 
+Reached as ``seedwatch.testing`` after ``import seedwatch`` (loaded on first use),
+or imported directly. Importing it does not import torch or numpy.
+
 Not thread-safe: :func:`strict_mode` and :func:`isolated_sources` change
 process-wide state, so use them in set-up code or one test at a time
 (pytest's default).

@@ -1,0 +1,265 @@
+"""seedwatch.watch(): every DataLoader built while watching is monitored, unedited."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from pipelines import GlobalsDataset, HoldsGenerator
+from seedwatch import DuplicateStreamError, findings, monitor, unwatch, watch
+from seedwatch._proxy import isinstance_monitored, monitor_of
+from seedwatch._watch import watching
+
+pytestmark = pytest.mark.filterwarnings("ignore::seedwatch.DuplicateStreamWarning")
+
+START_METHODS = ["fork", "spawn", "forkserver"]
+
+
+@pytest.fixture(autouse=True)
+def _never_left_watching() -> Iterator[None]:
+    yield
+    unwatch()
+
+
+def run_epochs(loader: Any, epochs: int = 2, reseed: int | None = None) -> list[list[Any]]:
+    seen = []
+    for _ in range(epochs):
+        if reseed is not None:
+            torch.manual_seed(reseed)
+        seen.append([batch.tolist() for batch in loader])
+    return seen
+
+
+def kinds(loader: Any) -> list[tuple[str, ...]]:
+    return [finding.kinds for finding in findings(loader)]
+
+
+class TestLoadersBuiltWhileWatching:
+    @pytest.mark.parametrize("method", START_METHODS)
+    def test_a_generator_copied_into_workers_is_found(self, method: str) -> None:
+        """A plain DataLoader's workers and epochs are checked, under every start method."""
+        with watch():
+            loader = DataLoader(
+                HoldsGenerator(size=8), batch_size=2, num_workers=2, multiprocessing_context=method
+            )
+            run_epochs(loader)
+
+        assert [("workers", "epochs")] == kinds(loader)
+
+    def test_epochs_without_workers_are_checked(self) -> None:
+        """With num_workers=0, every iter() is an epoch: a reseed before each one repeats."""
+        with watch():
+            loader = DataLoader(GlobalsDataset(size=4), batch_size=2)
+            run_epochs(loader, epochs=3, reseed=0)
+
+        assert [("epochs",)] == kinds(loader)
+        assert 3 == findings(loader).observed.generations
+
+    def test_a_clean_pipeline_stays_clean(self) -> None:
+        """The globals torch reseeds per worker are no finding, and nothing else is made up."""
+        with watch():
+            loader = DataLoader(GlobalsDataset(size=8), batch_size=2, num_workers=2)
+            run_epochs(loader)
+
+        found = findings(loader)
+        assert [] == found
+        assert ("workers", "epochs") == found.observed.can_see()
+
+    def test_batches_are_bit_identical(self) -> None:
+        """A watched loader yields exactly what the same loader yields unwatched."""
+        torch.manual_seed(3)
+        raw = run_epochs(DataLoader(HoldsGenerator(size=8), batch_size=2, num_workers=2))
+        torch.manual_seed(3)
+        with watch():
+            watched = run_epochs(DataLoader(HoldsGenerator(size=8), batch_size=2, num_workers=2))
+
+        assert raw == watched
+
+    def test_strict_raises_from_the_loop(self) -> None:
+        """watch(strict=True) stops the loop at the first duplicate."""
+        with watch(strict=True):
+            loader = DataLoader(HoldsGenerator(size=8), batch_size=2, num_workers=2)
+            with pytest.raises(DuplicateStreamError, match="'rng'"):
+                run_epochs(loader, epochs=1)
+
+    def test_a_subclass_that_never_calls_dataloader_init(self) -> None:
+        """torchdata's StatefulDataLoader sets its dataset itself and has its own __iter__."""
+        from torchdata.stateful_dataloader import StatefulDataLoader
+
+        with watch():
+            loader = StatefulDataLoader(HoldsGenerator(size=8), batch_size=2, num_workers=2)
+            run_epochs(loader)
+
+        assert isinstance_monitored(loader.dataset)
+        assert [("workers", "epochs")] == kinds(loader)
+
+    def test_a_subclass_iterating_through_super_counts_one_epoch_per_iter(self) -> None:
+        """A loader class born after watch() is patched at its first instance, once per iter()."""
+        with watch():
+
+            class Logged(DataLoader[Any]):
+                def __iter__(self) -> Any:
+                    return super().__iter__()
+
+            loader = Logged(GlobalsDataset(size=4), batch_size=2)
+            run_epochs(loader, epochs=2, reseed=0)
+
+        assert 2 == findings(loader).observed.generations
+        assert [("epochs",)] == kinds(loader)
+
+    def test_a_new_loader_per_epoch_is_compared_with_the_last(self) -> None:
+        """Loaders built one after another over one dataset share its monitor."""
+        dataset = HoldsGenerator(size=8)
+        with watch() as watching:
+            for _ in range(2):
+                run_epochs(DataLoader(dataset, batch_size=2, num_workers=1), epochs=1)
+
+        (watched,) = watching.datasets()
+        assert [("epochs",)] == [finding.kinds for finding in watched.findings]
+        assert 2 == watched.loaders
+
+    def test_where_the_loader_was_built_is_named(self) -> None:
+        """Each watched dataset is listed once, with the line that built its first loader."""
+        with watch() as watching:
+            dataset = HoldsGenerator(size=4)
+            line = _this_line() + 1
+            DataLoader(dataset, batch_size=2)
+            DataLoader(dataset, batch_size=4)
+
+        (watched,) = watching.datasets()
+        assert ("HoldsGenerator", 2) == (watched.name, watched.loaders)
+        assert watched.where.endswith(f"test_watch.py:{line}")
+
+
+def _this_line() -> int:
+    caller = inspect.currentframe()
+    assert caller is not None
+    assert caller.f_back is not None
+    return caller.f_back.f_lineno
+
+
+class TestWhatWatchingLeavesAlone:
+    def test_loaders_built_before_watching(self) -> None:
+        """Only loaders built while watching are monitored."""
+        before = DataLoader(GlobalsDataset(size=4), batch_size=2)
+        with watch():
+            during = DataLoader(GlobalsDataset(size=4), batch_size=2)
+        after = DataLoader(GlobalsDataset(size=4), batch_size=2)
+
+        assert [False, True, False] == [
+            isinstance_monitored(loader.dataset) for loader in (before, during, after)
+        ]
+
+    def test_unwatch_restores_the_loader_classes(self) -> None:
+        """unwatch() puts DataLoader's own methods back, and may be called twice."""
+        originals = (DataLoader.__setattr__, DataLoader.__iter__)
+        watch()
+        assert originals != (DataLoader.__setattr__, DataLoader.__iter__)
+        unwatch()
+        unwatch()
+
+        assert originals == (DataLoader.__setattr__, DataLoader.__iter__)
+
+    def test_a_dataset_the_job_monitored_keeps_its_options(self) -> None:
+        """A loader over a dataset the job monitored itself stores that very proxy."""
+        mine = monitor(GlobalsDataset(size=4), draws=8)
+        with watch():
+            loader = DataLoader(mine, batch_size=2)
+
+        assert loader.dataset is mine
+
+    def test_the_jobs_own_monitor_call_wins(self) -> None:
+        """monitor() on a watched loader with other options monitors it anew with them."""
+        with watch():
+            loader = DataLoader(HoldsGenerator(size=8), batch_size=2, num_workers=2)
+            mine = monitor(loader, strict=True)
+            with pytest.raises(DuplicateStreamError):
+                run_epochs(mine, epochs=1)
+
+        own = monitor_of(mine.dataset)
+        assert own is not None
+        assert own.config.strict is True
+
+    def test_a_refused_dataset_is_passed_through(self) -> None:
+        """What monitor() refuses (a dict) stays the loader's, and the loader still works."""
+        data: Any = {0: torch.zeros(1), 1: torch.ones(1)}
+        with watch():
+            loader = DataLoader(data, batch_size=2)
+            (batch,) = list(loader)
+
+        assert loader.dataset is data
+        assert [[0.0], [1.0]] == batch.tolist()
+
+    def test_reassigning_an_initialized_loaders_dataset_still_raises(self) -> None:
+        """DataLoader's own guard is untouched."""
+        with watch():
+            loader = DataLoader(GlobalsDataset(size=4), batch_size=2)
+            with pytest.raises(ValueError, match="dataset attribute should not be set"):
+                loader.dataset = GlobalsDataset(size=4)
+
+
+class TestWatchItself:
+    def test_watching_twice_with_the_same_options_is_one_watch(self) -> None:
+        """A nested watch() leaves the outer one running when its block ends."""
+        with watch(draws=8):
+            with watch(draws=8):
+                pass
+            loader = DataLoader(GlobalsDataset(size=4), batch_size=2)
+
+        assert isinstance_monitored(loader.dataset)
+
+    def test_other_options_while_watching_are_refused(self) -> None:
+        """watch() with other options asks for unwatch() first, naming both."""
+        with watch(), pytest.raises(ValueError, match=r"draws=16.*unwatch\(\).*draws=8"):
+            watch(draws=8)
+
+    @pytest.mark.parametrize(
+        ("options", "error"),
+        [
+            ({"draws": 1}, ValueError),
+            ({"strict": "yes"}, TypeError),
+            ({"distributed": "yes"}, TypeError),
+            ({"expect_shared": [""]}, ValueError),
+        ],
+    )
+    def test_bad_options_fail_at_once(self, options: dict[str, Any], error: type) -> None:
+        """A bad option is refused when watch() is called, not at the first loader."""
+        with pytest.raises(error):
+            watch(**options)
+        assert watching() is None
+
+    def test_threads_watching_at_once_patch_once(self) -> None:
+        """Concurrent watch() calls share one watch; one unwatch() restores everything."""
+        original = DataLoader.__setattr__
+        barrier = threading.Barrier(8)
+
+        def start() -> None:
+            barrier.wait()
+            watch()
+
+        threads = [threading.Thread(target=start) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        unwatch()
+
+        assert original is DataLoader.__setattr__
+
+    def test_findings_of_every_watched_dataset(self) -> None:
+        """Watching.findings() lists every dataset's findings and adds up what was checked."""
+        with watch() as watching:
+            buggy = DataLoader(HoldsGenerator(size=8), batch_size=2, num_workers=2)
+            clean = DataLoader(GlobalsDataset(size=8), batch_size=2, num_workers=2)
+            run_epochs(buggy, epochs=1)
+            run_epochs(clean, epochs=1)
+
+        found = watching.findings()
+        assert [("workers",)] == [finding.kinds for finding in found]
+        assert 4 == found.observed.processes
