@@ -13,6 +13,11 @@ import textwrap
 
 import pytest
 
+# Imported once here: pytester's in-process runs drop the modules a run imported, and a second
+# copy of seedwatch's modules would not share the first one's collectors and fork handlers.
+import seedwatch._api
+import seedwatch._watch  # noqa: F401
+
 PIPELINES = textwrap.dedent(
     """
     import traceback
@@ -197,3 +202,68 @@ def test_loading_the_plugin_does_not_import_torch() -> None:
     )
 
     assert "False" == result.stdout.strip()
+
+
+UNEDITED_TESTS = textwrap.dedent(
+    """
+    from torch.utils.data import DataLoader
+    from pipelines_under_test import Buggy, Clean
+
+
+    def epochs(dataset):
+        loader = DataLoader(dataset, batch_size=2, num_workers=2, multiprocessing_context="fork")
+        for _ in range(2):
+            for _batch in loader:
+                pass
+
+
+    def test_buggy_pipeline():
+        epochs(Buggy())
+
+
+    def test_clean_pipeline():
+        epochs(Clean())
+    """
+)
+
+
+class TestWatchingEveryLoader:
+    """--seedwatch-watch: tests that never call seedwatch are checked too."""
+
+    def test_findings_are_summarised_at_the_end(self, project: pytest.Pytester) -> None:
+        """The session ends with each dataset the tests' loaders used, and its findings."""
+        project.makepyfile(test_loaders=UNEDITED_TESTS)
+
+        result = project.runpytest_inprocess("--seedwatch-watch", "-p", "no:cacheprovider")
+
+        result.assert_outcomes(passed=2)
+        result.stdout.fnmatch_lines(
+            [
+                "seedwatch: warn mode*, watching every DataLoader",
+                "*= seedwatch =*",
+                "seedwatch: 2 datasets watched; 1 finding in 1 of them",
+                "Buggy (test_loaders.py:*): 1 finding; checked 4 processes*",
+                "*rng*workers+epochs*",
+                "Clean (test_loaders.py:*): clean; checked 4 processes*",
+            ]
+        )
+
+    def test_with_strict_mode_the_buggy_test_fails(self, project: pytest.Pytester) -> None:
+        """With --seedwatch-strict too, an unedited test's loop raises DuplicateStreamError."""
+        project.makeini("[pytest]\nseedwatch_watch = true\n")
+        project.makepyfile(test_loaders=UNEDITED_TESTS)
+
+        result = project.runpytest_inprocess("--seedwatch-strict", "-p", "no:cacheprovider")
+
+        result.assert_outcomes(passed=1, failed=1)
+        result.stdout.fnmatch_lines(["*FAILED test_loaders.py::test_buggy_pipeline*"])
+
+    def test_without_it_nothing_is_watched(self, project: pytest.Pytester) -> None:
+        """Without the option the loaders are the user's own: no summary, no warning."""
+        project.makepyfile(test_loaders=UNEDITED_TESTS)
+
+        result = project.runpytest_inprocess("-p", "no:cacheprovider")
+
+        result.assert_outcomes(passed=2)
+        assert "= seedwatch =" not in result.stdout.str()
+        assert "DuplicateStreamWarning" not in result.stdout.str()
