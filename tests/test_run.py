@@ -1,0 +1,229 @@
+"""``seedwatch run``: an unmodified job, run as python would run it, with every loader watched."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+START_METHODS = ["fork", "spawn", "forkserver"]
+
+#: A job as people write it: no seedwatch anywhere. Its first argument picks the dataset,
+#: the second the start method; it prints what python gave it and exits as asked.
+JOB = textwrap.dedent(
+    """
+    import sys
+
+    import numpy as np
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+
+    class Noisy(Dataset):
+        def __init__(self):
+            self.rng = np.random.default_rng(0)
+
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, index):
+            return torch.tensor([index, int(self.rng.integers(1 << 30))])
+
+
+    class Calm(Dataset):
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, index):
+            return torch.tensor([index, int(np.random.randint(1 << 30))])
+
+
+    def main():
+        kind, method, status = sys.argv[1], sys.argv[2], int(sys.argv[3])
+        print("job argv:", sys.argv, "name:", __name__)
+        dataset = Noisy() if kind == "noisy" else Calm()
+        loader = DataLoader(dataset, batch_size=2, num_workers=2, multiprocessing_context=method)
+        for _ in range(2):
+            for _batch in loader:
+                pass
+        print("job done")
+        sys.exit(status)
+
+
+    if __name__ == "__main__":
+        main()
+    """
+)
+
+
+@pytest.fixture(name="job")
+def _job(tmp_path: Path) -> Path:
+    path = tmp_path / "job.py"
+    path.write_text(JOB)
+    return path
+
+
+def seedwatch_run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "seedwatch", "run", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+
+
+class TestTheJobRunsAsPythonWouldRunIt:
+    def test_its_arguments_name_output_and_exit_status_are_its_own(self, job: Path) -> None:
+        """argv is the script's, it runs as __main__, stdout is its alone, its status is kept."""
+        result = seedwatch_run("job.py", "calm", "fork", "3", cwd=job.parent)
+
+        assert 3 == result.returncode
+        assert [
+            "job argv: ['job.py', 'calm', 'fork', '3'] name: __main__",
+            "job done",
+        ] == result.stdout.splitlines()
+
+    def test_a_module_runs_as_python_m_would(self, job: Path) -> None:
+        """-m MODULE finds the module from the working directory and passes its arguments."""
+        result = seedwatch_run("-m", "job", "calm", "fork", "0", cwd=job.parent)
+
+        assert 0 == result.returncode
+        assert "name: __main__" in result.stdout
+        assert "'calm', 'fork', '0']" in result.stdout
+
+    def test_options_after_the_script_belong_to_the_job(self, job: Path) -> None:
+        """seedwatch's own options come before the script; everything after is the job's."""
+        (job.parent / "args.py").write_text("import sys; print(sys.argv[1:])")
+
+        result = seedwatch_run("args.py", "--strict", "-m", "x", cwd=job.parent)
+
+        assert "['--strict', '-m', 'x']" == result.stdout.strip()
+
+    def test_an_error_in_the_job_is_shown_from_its_own_frames(self, tmp_path: Path) -> None:
+        """An exception escaping the job prints python's traceback, without seedwatch's frames."""
+        (tmp_path / "broken.py").write_text("def go():\n    raise KeyError('boom')\n\ngo()\n")
+
+        result = seedwatch_run("broken.py", cwd=tmp_path)
+
+        assert 1 == result.returncode
+        lines = result.stderr.splitlines()
+        assert "Traceback (most recent call last):" == lines[0]
+        assert lines[1].startswith('  File "broken.py", line 4')
+        assert "KeyError: 'boom'" in lines
+        assert "runpy" not in result.stderr
+        assert "_run.py" not in result.stderr
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (["missing.py"], "cannot open file 'missing.py'"),
+            (["-m", "no_such_module"], "no module named 'no_such_module'"),
+            ([], "expected a script to run"),
+            (["--report", "/no/such/dir/r.json", "job.py"], "no such directory"),
+        ],
+    )
+    def test_a_job_that_cannot_start_is_a_usage_error(
+        self, job: Path, args: list[str], message: str
+    ) -> None:
+        """Exit status 2 and one line saying why, before anything runs."""
+        result = seedwatch_run(*args, cwd=job.parent)
+
+        assert 2 == result.returncode
+        assert message in result.stderr
+
+
+class TestTheSummary:
+    @pytest.mark.parametrize("method", START_METHODS)
+    def test_a_duplicate_is_summarised_on_stderr(self, job: Path, method: str) -> None:
+        """Under every start method, the summary names the dataset, the line and the finding."""
+        result = seedwatch_run("job.py", "noisy", method, "0", cwd=job.parent)
+
+        assert 0 == result.returncode
+        summary = result.stderr[result.stderr.index("seedwatch: 1 dataset watched") :]
+        assert summary.splitlines()[:4] == [
+            "seedwatch: 1 dataset watched; 1 finding in 1 of them",
+            (
+                "Noisy (job.py:32): 1 finding; checked 4 processes: 2 epochs, up to 2 workers "
+                "per epoch"
+            ),
+            "  SOURCE  KIND            WHO                                 FINGERPRINT",
+            "  rng     workers+epochs  gen 0-1 x worker 0-1 (4 processes)  b6849319a0ae4426",
+        ]
+        assert "seedwatch" not in result.stdout
+
+    def test_a_clean_job_says_so(self, job: Path) -> None:
+        """A job drawing only from the globals torch reseeds is clean, and says what was seen."""
+        result = seedwatch_run("job.py", "calm", "fork", "0", cwd=job.parent)
+
+        assert result.stderr.splitlines()[-2:] == [
+            "seedwatch: 1 dataset watched; clean: no duplicate random streams",
+            "Calm (job.py:32): clean; checked 4 processes: 2 epochs, up to 2 workers per epoch",
+        ]
+
+    def test_a_job_without_loaders_says_nothing_was_checked(self, tmp_path: Path) -> None:
+        """No DataLoader, no verdict: the summary does not claim a clean run."""
+        (tmp_path / "plain.py").write_text("print('no data here')\n")
+
+        result = seedwatch_run("plain.py", cwd=tmp_path)
+
+        assert "seedwatch: no DataLoader was built, so nothing was checked\n" == result.stderr
+
+    def test_fail_on_findings_fails_a_successful_job(self, job: Path) -> None:
+        """--fail-on-findings: status 1 for findings; a clean job and a failing one keep theirs."""
+        noisy = seedwatch_run("--fail-on-findings", "job.py", "noisy", "fork", "0", cwd=job.parent)
+        calm = seedwatch_run("--fail-on-findings", "job.py", "calm", "fork", "0", cwd=job.parent)
+        failed = seedwatch_run("--fail-on-findings", "job.py", "noisy", "fork", "5", cwd=job.parent)
+
+        assert (1, 0, 5) == (noisy.returncode, calm.returncode, failed.returncode)
+
+    def test_the_report_file_holds_findings_coverage_and_versions(self, job: Path) -> None:
+        """--report FILE: JSON a CI step can read."""
+        report = job.parent / "seedwatch.json"
+
+        seedwatch_run("--report", report, "job.py", "noisy", "fork", "0", cwd=job.parent)
+
+        written = json.loads(report.read_text())
+        assert (["job.py", "noisy", "fork", "0"], 0, 1) == (
+            written["command"],
+            written["exit_status"],
+            written["findings"],
+        )
+        (dataset,) = written["datasets"]
+        assert ("Noisy", "job.py:32", ["workers", "epochs"]) == (
+            dataset["name"],
+            dataset["built_at"],
+            dataset["can_see"],
+        )
+        assert ["rng"] == [finding["source"] for finding in dataset["findings"]]
+        assert {"seedwatch", "python", "torch", "numpy", "platform"} == set(written["versions"])
+
+
+class TestStrict:
+    @pytest.mark.parametrize("method", START_METHODS)
+    def test_strict_stops_the_job_from_its_loop(self, job: Path, method: str) -> None:
+        """--strict: DuplicateStreamError from the job's loop, status 1, and still a summary."""
+        result = seedwatch_run("--strict", "job.py", "noisy", method, "0", cwd=job.parent)
+
+        assert 1 == result.returncode
+        assert "job done" not in result.stdout
+        assert '  File "job.py", line 34, in main' in result.stderr
+        assert "seedwatch._errors.DuplicateStreamError: " in result.stderr
+        assert "seedwatch: 1 dataset watched; 1 finding in 1 of them" in result.stderr
+
+    def test_strict_applies_to_the_jobs_own_monitors(self, tmp_path: Path, job: Path) -> None:
+        """A dataset the job monitors itself, with strict=None, is strict under --strict too."""
+        source = JOB.replace(
+            "dataset = Noisy() if", "import seedwatch\n    dataset = seedwatch.monitor(Noisy()) if"
+        )
+        (tmp_path / "own.py").write_text(source)
+
+        result = seedwatch_run("--strict", "own.py", "noisy", "fork", "0", cwd=tmp_path)
+
+        assert 1 == result.returncode
+        assert "DuplicateStreamError" in result.stderr
