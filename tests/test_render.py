@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from seedwatch._finding import Finding, Member
-from seedwatch._render import duplicate_message, render_findings, render_table, summarise_members
+from seedwatch._finding import Finding, Findings, Member, Observed
+from seedwatch._render import (
+    duplicate_message,
+    render_findings,
+    render_table,
+    render_watched,
+    summarise_members,
+)
 
 HINT = "Build it per worker from get_worker_info().seed."
 
@@ -121,3 +127,62 @@ def test_the_strict_message_lists_each_finding_with_its_fix() -> None:
         f"- {second.describe()}",
         f"  fix: {HINT}",
     ] == duplicate_message([first, second]).splitlines()
+
+
+class TestCountsOfOne:
+    def test_what_was_checked_reads_in_the_singular(self) -> None:
+        """One process, one rank: no stray plural, and no 'up to 0 workers' without workers."""
+        observed = Observed(processes=1, generations=1, most_workers=0, ranks=1)
+
+        assert "checked 1 process: 1 epoch, in the main process, 1 rank" == observed.describe()
+
+    def test_an_overlap_one_draw_ahead(self) -> None:
+        """'1 draw ahead', not '1 draws ahead'."""
+        overlap = Finding(
+            ("rng",), ("overlap",), tuple(workers(range(1), 2)), ("ab",), HINT, offset=1
+        )
+
+        assert "overlap (1 draw ahead)" == overlap.where()
+
+    def test_one_member_is_one_process(self) -> None:
+        """A finding drawn by one process (an epoch repeat in the main process) says so."""
+        assert "gen 0 x main (1 process)" == summarise_members(finding([Member(0, None, 1)]))
+
+
+class TestRenderWatched:
+    def test_each_dataset_with_its_verdict(self) -> None:
+        """A watched job's summary: a headline, then one line per dataset and its table."""
+        seen = Observed(processes=4, generations=2, most_workers=2)
+        found = Findings([finding(workers(range(2), 2), "rng", "workers", "epochs")], seen)
+        text = render_watched(
+            [
+                ("Noisy (train.py:3)", found),
+                ("Calm (train.py:9)", Findings([], seen)),
+                ("Alone (train.py:12)", Findings([], Observed(processes=1, generations=1))),
+                ("Idle (train.py:15)", Findings([])),
+            ]
+        )
+
+        assert text.splitlines()[:3] == [
+            "seedwatch: 4 datasets watched; 1 finding in 1 of them",
+            (
+                "Noisy (train.py:3): 1 finding; checked 4 processes: 2 epochs, up to 2 workers per "
+                "epoch"
+            ),
+            "  SOURCE  KIND            WHO                                 FINGERPRINT",
+        ]
+        assert text.splitlines()[-3:] == [
+            "Calm (train.py:9): clean; checked 4 processes: 2 epochs, up to 2 workers per epoch",
+            (
+                "Alone (train.py:12): nothing to compare (no two workers, epochs or ranks); "
+                "checked 1 process: 1 epoch, in the main process"
+            ),
+            (
+                "Idle (train.py:15): never iterated; checked 0 processes: 0 epochs, in the main "
+                "process"
+            ),
+        ]
+
+    def test_nothing_built_is_not_clean(self) -> None:
+        """A job that built no loader is told so, not told it is clean."""
+        assert "no DataLoader was built" in render_watched([])

@@ -125,7 +125,8 @@ class Finding:
         """Say where the streams repeat: ``workers and epochs``, ``overlap (3 draws ahead)``."""
         kinds: list[str] = list(self.kinds)
         if self.offset:
-            kinds = [f"overlap ({self.offset} draws ahead)" if k == "overlap" else k for k in kinds]
+            ahead = f"overlap ({counted(self.offset, 'draw')} ahead)"
+            kinds = [ahead if k == "overlap" else k for k in kinds]
         return " and ".join(kinds)
 
     def as_dict(self) -> dict[str, object]:
@@ -176,11 +177,15 @@ class Observed:
 
     def describe(self) -> str:
         """Return one line: ``checked 4 processes: 2 epochs, up to 2 workers per epoch``."""
-        ranks = f", {self.ranks} ranks" if self.ranks else ""
+        ranks = f", {counted(self.ranks, 'rank')}" if self.ranks else ""
+        workers = (
+            f"up to {counted(self.most_workers, 'worker')} per epoch"
+            if self.most_workers
+            else "in the main process"
+        )
         return (
             f"checked {counted(self.processes, 'process', 'processes')}: "
-            f"{counted(self.generations, 'epoch')}, "
-            f"up to {counted(self.most_workers, 'worker')} per epoch{ranks}"
+            f"{counted(self.generations, 'epoch')}, {workers}{ranks}"
         )
 
     def as_dict(self) -> dict[str, int | bool]:

@@ -94,7 +94,7 @@ def summarise_members(finding: Finding) -> str:
     ranks = sorted({m.rank for m in finding.members if m.rank is not None})
     rank = f"rank {_ranges(ranks)} x " if ranks else ""
     count = len(finding.members)
-    return f"{rank}gen {_ranges(generations)} x {who} ({count} processes)"
+    return f"{rank}gen {_ranges(generations)} x {who} ({counted(count, 'process', 'processes')})"
 
 
 def _ranges(numbers: Sequence[int]) -> str:
