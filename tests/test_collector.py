@@ -32,6 +32,7 @@ class FakeRanks:
         self.drawn = drawn
         self.told: list[tuple[str, str]] = []
         self.shared: list[tuple[str, str, Member]] = []
+        self.published = 1  # ranks that published streams, this one included
 
     def rank(self) -> int | None:
         return self._rank
@@ -44,6 +45,9 @@ class FakeRanks:
     def news(self, *, refresh: bool = False) -> list[tuple[str, str, Elsewhere]]:
         told, self.told = self.told, []
         return [(s, fp, self.drawn[s, fp]) for s, fp in told]
+
+    def ranks(self) -> int:
+        return self.published
 
 
 @pytest.fixture(name="collector")
@@ -120,6 +124,17 @@ class TestRanks:
 
         [finding] = collector.findings()
         assert {3} == {member.rank for member in finding.members}
+
+    def test_a_clean_result_counts_the_ranks_it_was_compared_with(self) -> None:
+        """No stream shared, yet two ranks published: a clean result says ranks were compared."""
+        ranks = FakeRanks(0, {})
+        ranks.published = 2
+        collector = Collector("test", frozenset(), ranks)
+        collector.submit(report(1), strict=False)
+
+        found = collector.findings()
+        assert ([], 2) == (list(found), found.observed.ranks)
+        assert "ranks" in found.observed.can_see()
 
     def test_each_stream_is_shared_with_its_member(self) -> None:
         """What a report recorded is handed to the ranks, one entry per stream."""

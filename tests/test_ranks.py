@@ -44,6 +44,19 @@ class TestRankLink:
 
         assert (0, ()) == (heard.count, heard.members)
 
+    def test_every_publishing_rank_is_counted_once(self, store: Any) -> None:
+        """Ranks with nothing in common still count each other, so a clean result says so."""
+        first, second, idle = (
+            RankLink(store, 0, "ns"),
+            RankLink(store, 1, "ns"),
+            RankLink(store, 2, "ns"),
+        )
+        first.publish("torch", "000000000000000f", member(0))
+        first.publish("numpy", "00000000000000aa", member(0))
+        second.publish("torch", "00000000000000ee", member(1))
+
+        assert (2, 2, 2) == (first.ranks(), second.ranks(), idle.ranks())
+
     def test_a_later_rank_sees_the_earlier_ones(self, store: Any) -> None:
         """The second rank to publish a stream learns who drew it before."""
         RankLink(store, 0, "ns").publish("torch", "000000000000000f", member(0))

@@ -213,7 +213,7 @@ class TestStrict:
         assert 1 == result.returncode
         assert "job done" not in result.stdout
         assert '  File "job.py", line 34, in main' in result.stderr
-        assert "seedwatch._errors.DuplicateStreamError: " in result.stderr
+        assert "seedwatch.DuplicateStreamError: " in result.stderr
         assert "seedwatch: 1 dataset watched; 1 finding in 1 of them" in result.stderr
 
     def test_strict_applies_to_the_jobs_own_monitors(self, tmp_path: Path, job: Path) -> None:

@@ -136,6 +136,26 @@ class TestLoadersBuiltWhileWatching:
         assert ("HoldsGenerator", 2) == (watched.name, watched.loaders)
         assert watched.where.endswith(f"test_watch.py:{line}")
 
+    def test_a_wrapped_init_is_not_where_the_loader_was_built(self) -> None:
+        """A wrapper around the loader's __init__ (Lightning has one) is looked past."""
+        with watch() as watching:
+            line = _this_line() + 1
+            _Wrapped(GlobalsDataset(size=4), batch_size=2)
+
+        (watched,) = watching.datasets()
+        assert watched.where.endswith(f"test_watch.py:{line}")
+
+
+class _Wrapped(DataLoader[Any]):
+    """A loader whose __init__ is wrapped as Lightning wraps DataLoader's: ``wrapper(obj, ...)``."""
+
+
+def _wrapper(obj: Any, *args: Any, **kwargs: Any) -> None:
+    DataLoader.__init__(obj, *args, **kwargs)
+
+
+_Wrapped.__init__ = _wrapper  # type: ignore[method-assign,assignment]
+
 
 def _this_line() -> int:
     caller = inspect.currentframe()

@@ -46,6 +46,9 @@ class Ranks(Protocol):
     def news(self, *, refresh: bool = False) -> list[tuple[str, str, Elsewhere]]:
         """Return what other ranks drew of the streams they told this rank about."""
 
+    def ranks(self) -> int:
+        """Return how many ranks have published streams (0 when not distributed)."""
+
 
 class OneMachine:
     """No other ranks: what a collector uses when the monitor is not distributed."""
@@ -61,6 +64,10 @@ class OneMachine:
     def news(self, *, refresh: bool = False) -> list[tuple[str, str, Elsewhere]]:  # noqa: ARG002 - the Ranks protocol
         """Return nothing: nobody else drew anything."""
         return []
+
+    def ranks(self) -> int:
+        """Return 0: not distributed."""
+        return 0
 
 
 class Collector:
@@ -156,6 +163,8 @@ class Collector:
         with self._lock:
             everything = self._ledger.findings(latent=True)
             observed = self._ledger.observed()
+        # A clean result compared with other ranks counts them, though none shared a stream.
+        observed = replace(observed, ranks=max(observed.ranks, self._ranks.ranks()))
         return Findings(
             [f for f in everything if f.used], observed, [f for f in everything if not f.used]
         )

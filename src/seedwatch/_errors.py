@@ -26,3 +26,8 @@ class VerdictUnavailableError(RuntimeError):
     (the main process was gone or stuck), not that they repeat; strict mode
     treats "unjudged" as "not clean".
     """
+
+
+# Shown, and pickled, under the public name: tracebacks read `seedwatch.DuplicateStreamError`.
+for _public in (DuplicateStreamError, DuplicateStreamWarning, VerdictUnavailableError):
+    _public.__module__ = "seedwatch"

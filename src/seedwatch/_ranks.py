@@ -152,12 +152,15 @@ class RankLink:
         self._lock = threading.Lock()
         self._inbox_read = 0
         self._hole_since: float | None = None
+        self._joined = False
 
     def publish(self, source: str, fp: str, member: Member) -> Elsewhere:
         """Add this rank's member to a stream; return what other ranks drew of it."""
         base = self._stream_key(source, fp)
         counted, own = f"{base}/n", f"{base}/r{self.rank}"
         with self._lock:
+            if not self._joined:  # counted once among the ranks that publish
+                self._joined = self._add(f"{self._namespace}/ranks") is not None
             if self._counts([counted, own]) is None:
                 return _NOBODY
             total = self._add(counted)
@@ -172,6 +175,17 @@ class RankLink:
             for rank in sorted({m.rank for m in elsewhere.members if m.rank is not None}):
                 self._tell(rank, base, source, fp)
             return elsewhere
+
+    def ranks(self) -> int:
+        """
+        Return how many ranks have published streams so far, this one included.
+
+        So a clean result can say how many ranks it was compared with; 0 when
+        the count holds what no rank writes.
+        """
+        with self._lock:
+            counts = self._counts([f"{self._namespace}/ranks"])
+        return 0 if counts is None else counts[0]
 
     def look(self, source: str, fp: str) -> Elsewhere:
         """Return what other ranks drew of a stream, now."""
@@ -439,6 +453,12 @@ class RankSync:
                 break
             heard.append((source, fp, elsewhere))
         return heard
+
+    def ranks(self) -> int:
+        """Return how many ranks have published streams (0 when not distributed)."""
+        with self._lock:
+            link = self._link
+        return 0 if link is None else self._ask(link.ranks) or 0
 
     def _current(self) -> RankLink | None:
         with self._lock:

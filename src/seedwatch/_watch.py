@@ -361,13 +361,21 @@ def _patch(owner: type, name: str, replacement: object) -> None:
 
 
 def _built_where(loader: DataLoader[Any]) -> str:
-    """Return ``file:line`` of the code that built ``loader``, outside its own ``__init__``."""
+    """
+    Return ``file:line`` of the code that built ``loader``.
+
+    Frames whose first argument is the loader are its own ``__init__`` (a
+    subclass's too) or a wrapper of it (Lightning wraps ``DataLoader.__init__``
+    with ``wrapper(obj, *args, **kwargs)``): the code that built it is outside them.
+    """
     frame = sys._getframe(1)  # noqa: SLF001 - the one way to name the caller cheaply
-    here = Path(__file__).parent
+    here = str(Path(__file__).parent)
     while frame is not None:
-        path = frame.f_code.co_filename
-        if frame.f_locals.get("self") is not loader and not path.startswith(str(here)):
-            return f"{_shown_path(path)}:{frame.f_lineno}"
+        code = frame.f_code
+        first = code.co_varnames[0] if code.co_argcount else None
+        inside = first is not None and frame.f_locals.get(first) is loader
+        if not inside and not code.co_filename.startswith(here):
+            return f"{_shown_path(code.co_filename)}:{frame.f_lineno}"
         frame = frame.f_back  # type: ignore[assignment]
     return "unknown"
 
