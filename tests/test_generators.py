@@ -50,6 +50,19 @@ class TestUpcomingDraws:
 
         assert rng.bit_generator.random_raw(4).tobytes() == values
 
+    @pytest.mark.parametrize("drawn", [0, 1, 623, 624, 625, 1247, 1248, 5000])
+    def test_reads_the_raw_stream_torch_would_draw(self, drawn: int) -> None:
+        """A torch generator is read without torch: its next 32-bit words, bit for bit."""
+        rng = torch.Generator().manual_seed(11)
+        torch.empty(drawn, dtype=torch.int64).random_(0, 2**31, generator=rng)
+        torch.randn(drawn % 3, generator=rng)  # the normal-sample cache is not the stream
+
+        upcoming = np.frombuffer(upcoming_draws(rng, 40), dtype=np.uint64)
+        # A draw in [0, 2**32) takes two words and keeps the second.
+        drawn_by_torch = torch.empty(20, dtype=torch.int64).random_(0, 2**32, generator=rng)
+
+        assert drawn_by_torch.tolist() == upcoming[1::2].tolist()
+
     def test_rejects_other_objects(self) -> None:
         """Anything that is not a supported generator is a TypeError."""
         with pytest.raises(TypeError, match="not a random generator"):

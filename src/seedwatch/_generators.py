@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import random
+import struct
 import threading
 
 import numpy as np
@@ -204,8 +205,38 @@ def _python_draws(state: tuple[object, ...], draws: int) -> bytes:
     return twin.getrandbits(32 * draws).to_bytes(4 * draws, "little")
 
 
+#: torch's CPU generator state (ATen's ``CPUGeneratorImplState``), as ``get_state()`` gives it:
+#: the seed (u64), ``left`` (i32), ``seeded`` (i32), ``next`` (u64), then the 624 Mersenne
+#: Twister words, each widened to a u64, then the normal-sample caches.
+_TORCH_STATE_BYTES = 5056
+_TORCH_LEFT = slice(8, 12)
+_TORCH_NEXT = slice(16, 24)
+_TORCH_WORDS = slice(24, 24 + 624 * 8)
+
+
 def _torch_draws(state: torch.Tensor, draws: int) -> bytes:
-    twin = torch.Generator()
-    twin.set_state(state)
-    values = torch.empty(draws, dtype=torch.int64).random_(generator=twin)
-    return bytes(values.numpy().tobytes())
+    """
+    Return the next ``draws`` raw 32-bit outputs of a torch CPU generator in ``state``.
+
+    torch's engine is MT19937, so a numpy twin given its 624 words and position
+    draws the same raw stream, bit for bit, without a torch operation: the first
+    one in a freshly forked worker costs some 200 µs. A state of another layout
+    (another torch) is drawn by a torch twin instead.
+    """
+    raw = state.numpy()
+    if raw.nbytes != _TORCH_STATE_BYTES:  # pragma: no cover - no such torch yet
+        twin = torch.Generator()
+        twin.set_state(state)
+        values = torch.empty(draws, dtype=torch.int64).random_(generator=twin)
+        return bytes(values.numpy().tobytes())
+    left = int(raw[_TORCH_LEFT].view(np.int32)[0])
+    position = int(raw[_TORCH_NEXT].view(np.uint64)[0])
+    # torch refills when `left` would drop to 0; numpy when its position reaches 624.
+    numpy_state = raw[_TORCH_WORDS].view(np.uint64).astype(np.uint32).tobytes() + struct.pack(
+        "<i", 624 if left == 1 else position
+    )
+    mt: np.random.MT19937 | None = getattr(_scratch, "mt19937", None)
+    if mt is None:
+        mt = _scratch.mt19937 = np.random.MT19937(0)
+    ctypes.memmove(mt.ctypes.state_address, numpy_state, _MT_STATE_BYTES)
+    return bytes(mt.random_raw(draws).tobytes())
