@@ -97,6 +97,18 @@ class TestTheJobRunsAsPythonWouldRunIt:
         assert "name: __main__" in result.stdout
         assert "'calm', 'fork', '0']" in result.stdout
 
+    def test_no_framework_is_imported_that_the_job_does_not_import(self, tmp_path: Path) -> None:
+        """Watching finds loader subclasses when they are built: it imports no framework."""
+        (tmp_path / "modules.py").write_text(
+            "import sys\n"
+            "frameworks = ('lightning', 'transformers', 'accelerate', 'torchdata', 'monai')\n"
+            "print([name for name in frameworks if name in sys.modules])\n"
+        )
+
+        result = seedwatch_run("modules.py", cwd=tmp_path)
+
+        assert "[]" == result.stdout.strip()
+
     def test_options_after_the_script_belong_to_the_job(self, job: Path) -> None:
         """seedwatch's own options come before the script; everything after is the job's."""
         (job.parent / "args.py").write_text("import sys; print(sys.argv[1:])")
