@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from seedwatch._cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore::seedwatch.DuplicateStreamWarning")
+
 START_METHODS = ["fork", "spawn", "forkserver"]
 
 #: A job as people write it: no seedwatch anywhere. Its first argument picks the dataset,
@@ -239,3 +243,65 @@ class TestStrict:
 
         assert 1 == result.returncode
         assert "DuplicateStreamError" in result.stderr
+
+
+class TestInThisProcess:
+    """The same runner called as a function, as the command line calls it (fork workers)."""
+
+    @pytest.fixture(autouse=True)
+    def _in_the_jobs_directory(self, job: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.chdir(job.parent)
+
+    def test_the_summary_and_the_jobs_status(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """The job's status comes back, its stdout is its own, the summary is on stderr."""
+        status = main(["run", "job.py", "noisy", "fork", "4"])
+
+        out, err = capsys.readouterr()
+        assert 4 == status
+        assert "job done" in out
+        assert "seedwatch" not in out
+        assert "Noisy (job.py:32): 1 finding" in err
+
+    def test_arguments_and_path_are_given_back(self) -> None:
+        """sys.argv and sys.path are the runner's again once the job ends."""
+        argv, path = sys.argv[:], sys.path[:]
+
+        main(["run", "job.py", "calm", "fork", "0"])
+
+        assert (argv, path) == (sys.argv, sys.path)
+
+    def test_strict_and_a_report(self, job: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--strict fails the job with status 1 and still writes the report."""
+        status = main(["run", "--strict", "--report", "r.json", "job.py", "noisy", "fork", "0"])
+
+        _out, err = capsys.readouterr()
+        written = json.loads((job.parent / "r.json").read_text())
+        assert (1, 1, True) == (status, written["exit_status"], written["strict"])
+        assert "seedwatch.DuplicateStreamError: " in err
+
+    @pytest.mark.parametrize(
+        ("source", "status", "printed"),
+        [
+            ("import sys\nsys.exit('bad input')\n", 1, "bad input\n"),
+            ("import sys\nsys.exit(None)\n", 0, ""),
+            ("raise SystemExit(7)\n", 7, ""),
+        ],
+    )
+    def test_sys_exit_as_python_treats_it(
+        self,
+        job: Path,
+        capsys: pytest.CaptureFixture[str],
+        source: str,
+        status: int,
+        printed: str,
+    ) -> None:
+        """A message exits 1 and is printed on stderr; None is 0; a number is itself."""
+        (job.parent / "exits.py").write_text(source)
+
+        assert status == main(["run", "exits.py"])
+        assert capsys.readouterr().err.startswith(printed)
+
+    def test_a_module_that_cannot_be_found(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """A parent package that does not exist is a usage error, not a traceback."""
+        assert 2 == main(["run", "-m", "no_such_package.train"])
+        assert "cannot find module 'no_such_package.train'" in capsys.readouterr().err

@@ -77,24 +77,17 @@ def monitor(  # noqa: PLR0913 - keyword-only options, each documented
             or ``dataset`` is already monitored with other options.
 
     """
+    options: dict[str, Any] = {
+        "strict": strict,
+        "draws": draws,
+        "expect_shared": expect_shared,
+        "distributed": distributed,
+        "history": history,
+    }
     if isinstance_monitored(dataset):
-        ignored = _options_ignored(
-            dataset,
-            strict=strict,
-            draws=draws,
-            expect_shared=expect_shared,
-            distributed=distributed,
-            history=history,
-        )
+        ignored = _options_ignored(dataset, **options)
         if ignored and _made_by_watch(dataset):  # the job's own options win
-            return monitor(
-                dataset.__wrapped__,
-                strict=strict,
-                draws=draws,
-                expect_shared=expect_shared,
-                distributed=distributed,
-                history=history,
-            )
+            return monitor(dataset.__wrapped__, **options)
         if ignored:
             wrapped = getattr(dataset, "__wrapped__", dataset)
             raise ValueError(
@@ -105,15 +98,7 @@ def monitor(  # noqa: PLR0913 - keyword-only options, each documented
             )
         return dataset
     if isinstance(dataset, DataLoader):
-        monitored = monitor(
-            dataset.dataset,
-            strict=strict,
-            draws=draws,
-            expect_shared=expect_shared,
-            distributed=distributed,
-            history=history,
-        )
-        return MonitoredLoader(dataset, monitored)
+        return MonitoredLoader(dataset, monitor(dataset.dataset, **options))
     if not is_dataset(dataset):
         raise TypeError(_not_a_dataset_message(dataset))
     config = new_config(strict, draws, expect_shared, history)
