@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import random
 import threading
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -99,6 +101,38 @@ class TestLoadersBuiltWhileWatching:
         assert isinstance_monitored(loader.dataset)
         assert [("workers", "epochs")] == kinds(loader)
 
+    def test_a_generator_iter_counts_one_epoch_per_iter(self) -> None:
+        """A subclass whose __iter__ yields from super().__iter__() begins one epoch, clean."""
+
+        class Moved(DataLoader[Any]):
+            def __iter__(self) -> Any:
+                yield from super().__iter__()
+
+        with watch():
+            loader = Moved(GlobalsDataset(size=4), batch_size=2)
+            run_epochs(loader, epochs=3)
+
+        assert [] == findings(loader)
+        assert 3 == findings(loader).observed.generations
+
+    def test_a_loader_that_iterates_another_counts_one_epoch(self) -> None:
+        """A wrapper returning another watched loader's iterator over the dataset: one epoch."""
+
+        class Wrapping(DataLoader[Any]):
+            inner: DataLoader[Any]
+
+            def __iter__(self) -> Any:
+                return iter(self.inner)
+
+        with watch():
+            dataset = GlobalsDataset(size=4)
+            loader = Wrapping(dataset, batch_size=2)
+            loader.inner = DataLoader(dataset, batch_size=2)
+            run_epochs(loader, epochs=3)
+
+        assert [] == findings(loader)
+        assert 3 == findings(loader).observed.generations
+
     def test_a_subclass_iterating_through_super_counts_one_epoch_per_iter(self) -> None:
         """A loader class born after watch() is patched at its first instance, once per iter()."""
         with watch():
@@ -125,16 +159,42 @@ class TestLoadersBuiltWhileWatching:
         assert 2 == watched.loaders
 
     def test_where_the_loader_was_built_is_named(self) -> None:
-        """Each watched dataset is listed once, with the line that built its first loader."""
+        """Loaders built by one line over one dataset are listed once, with that line."""
         with watch() as watching:
             dataset = HoldsGenerator(size=4)
-            line = _this_line() + 1
-            DataLoader(dataset, batch_size=2)
-            DataLoader(dataset, batch_size=4)
+            line = _this_line() + 2
+            for batch_size in (2, 4):
+                DataLoader(dataset, batch_size=batch_size)
 
         (watched,) = watching.datasets()
         assert ("HoldsGenerator", 2) == (watched.name, watched.loaders)
         assert watched.where.endswith(f"test_watch.py:{line}")
+
+    def test_a_loader_built_elsewhere_over_the_dataset_is_judged_apart(self) -> None:
+        """A validation pass that puts the globals back (Lightning's sanity check) is no repeat."""
+        dataset = GlobalsDataset(size=4)
+        with watch() as watching:
+            validation = DataLoader(dataset, batch_size=2)
+            train = DataLoader(dataset, batch_size=2)
+            saved = torch.get_rng_state(), np.random.get_state(), random.getstate()
+            run_epochs(validation, epochs=1)
+            torch.set_rng_state(saved[0])
+            np.random.set_state(saved[1])
+            random.setstate(saved[2])
+            run_epochs(train, epochs=2)
+
+        assert [] == watching.findings()
+        assert 2 == len(watching.datasets())
+
+    def test_a_new_loader_each_epoch_keeps_every_epoch(self) -> None:
+        """Each loader's epochs are its own, even when a freed loader's id is reused."""
+        dataset = GlobalsDataset(size=4)
+        with watch() as watching:
+            for _ in range(12):
+                run_epochs(DataLoader(dataset, batch_size=2), epochs=1, reseed=0)
+
+        (finding,) = watching.findings()
+        assert 12 == len({member.generation for member in finding.members})
 
     def test_a_wrapped_init_is_not_where_the_loader_was_built(self) -> None:
         """A wrapper around the loader's __init__ (Lightning has one) is looked past."""
@@ -195,8 +255,8 @@ class TestWhatWatchingLeavesAlone:
         assert loader.dataset is mine
 
     def test_the_jobs_own_monitor_call_wins(self) -> None:
-        """monitor() on a watched loader with other options monitors it anew with them."""
-        with watch():
+        """monitor() on a watched loader with other options monitors it anew, and is listed."""
+        with watch() as watching:
             loader = DataLoader(HoldsGenerator(size=8), batch_size=2, num_workers=2)
             mine = monitor(loader, strict=True)
             with pytest.raises(DuplicateStreamError):
@@ -205,6 +265,8 @@ class TestWhatWatchingLeavesAlone:
         own = monitor_of(mine.dataset)
         assert own is not None
         assert own.config.strict is True
+        (watched,) = watching.datasets()
+        assert [("workers",)] == [finding.kinds for finding in watched.findings]
 
     def test_a_refused_dataset_is_passed_through(self) -> None:
         """What monitor() refuses (a dict) stays the loader's, and the loader still works."""
@@ -234,10 +296,21 @@ class TestWatchItself:
 
         assert isinstance_monitored(loader.dataset)
 
-    def test_other_options_while_watching_are_refused(self) -> None:
-        """watch() with other options asks for unwatch() first, naming both."""
-        with watch(), pytest.raises(ValueError, match=r"draws=16.*unwatch\(\).*draws=8"):
-            watch(draws=8)
+    def test_a_watch_with_other_options_applies_inside_its_block(self) -> None:
+        """The job's own watch(strict=True) under a running watch: its loaders are strict."""
+        with watch() as outer:
+            with watch(strict=True):
+                loader = DataLoader(HoldsGenerator(size=8), batch_size=2, num_workers=2)
+                with pytest.raises(DuplicateStreamError):
+                    run_epochs(loader, epochs=1)
+            after = DataLoader(GlobalsDataset(size=4), batch_size=2)
+
+        own = monitor_of(loader.dataset)
+        later = monitor_of(after.dataset)
+        assert own is not None
+        assert later is not None
+        assert (True, None) == (own.config.strict, later.config.strict)
+        assert ["HoldsGenerator", "GlobalsDataset"] == [d.name for d in outer.datasets()]
 
     @pytest.mark.parametrize(
         ("options", "error"),

@@ -87,7 +87,11 @@ def monitor(  # noqa: PLR0913 - keyword-only options, each documented
     if isinstance_monitored(dataset):
         ignored = _options_ignored(dataset, **options)
         if ignored and _made_by_watch(dataset):  # the job's own options win
-            return monitor(dataset.__wrapped__, **options)
+            anew = monitor(dataset.__wrapped__, **options)
+            from seedwatch._watch import monitor_replaced  # noqa: PLC0415 - _watch imports this
+
+            monitor_replaced(_monitor_of(dataset), _monitor_of(anew))
+            return anew
         if ignored:
             wrapped = getattr(dataset, "__wrapped__", dataset)
             raise ValueError(
@@ -189,6 +193,12 @@ def _not_a_dataset_message(obj: object) -> str:
         f"DataLoader, or an object with __getitem__ or __iter__), got {got}"
         + ("" if hint is None else f": {hint}")
     )
+
+
+def _monitor_of(monitored: object) -> Monitor:
+    made = monitor_of(monitored)
+    assert made is not None, "what monitor() returns is monitored"
+    return made
 
 
 def _made_by_watch(monitored: object) -> bool:

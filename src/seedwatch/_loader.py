@@ -11,6 +11,7 @@ whose ``dataset`` is the monitored dataset. PyTorch forbids reassigning
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -23,6 +24,9 @@ from seedwatch._errors import DuplicateStreamError
 from seedwatch._monitor import Monitor
 from seedwatch._proxy import MonitoredDataset, MonitoredMarker, monitor_of, settle
 from seedwatch._report import Report
+
+#: Numbers the loaders of this process whose epochs are checked (see :class:`Epochs`).
+_loader_numbers = itertools.count()
 
 #: Attributes the shadow keeps its own: every other attribute set on the proxy is mirrored.
 _SHADOW_EXCLUDED = frozenset({"dataset", "_iterator"})
@@ -51,7 +55,7 @@ class MonitoredLoader(wrapt.BaseObjectProxy, MonitoredMarker):  # type: ignore[t
         shadow.__dict__["dataset"] = dataset
         shadow.__dict__["_iterator"] = None
         self._self_shadow = shadow
-        self._self_epochs = Epochs(id(self), monitor)
+        self._self_epochs = Epochs(monitor)
 
     @property
     def dataset(self) -> MonitoredDataset:
@@ -110,8 +114,9 @@ class Epochs:
     at its first fetch; the epoch's end reads what they sent.
     """
 
-    def __init__(self, key: int, monitor: Monitor) -> None:
-        self._key = key
+    def __init__(self, monitor: Monitor) -> None:
+        # Numbered, not named by id(): a loader built after another was freed may get its id.
+        self._key = next(_loader_numbers)
         self._monitor = monitor
         self._count = 0
         self._end_state: dict[str, str] = {}

@@ -14,6 +14,7 @@ instance is built, so watching imports no framework.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import sys
 import threading
@@ -126,17 +127,24 @@ class Watching:
         traceback: TracebackType | None,
     ) -> None:
         if self._started:
-            unwatch()
+            _end(self._session)
 
 
 class _Session:
-    """One period of watching: its options and the datasets it monitored."""
+    """
+    One watch: its options and the datasets it monitored.
 
-    def __init__(self, options: _Options) -> None:
+    A watch started inside another with other options (the job's own, under
+    ``seedwatch run``) is its ``inner`` one: its loaders get its options, and
+    are listed by every watch around it too.
+    """
+
+    def __init__(self, options: _Options, outer: _Session | None = None) -> None:
         self.options = options
+        self.outer = outer
         self._entries: dict[int, _Entry] = {}
-        #: Each dataset's monitor, while the dataset lives (see :meth:`_proxy_of`).
-        self._monitors: dict[int, tuple[weakref.ref[Any], Monitor]] = {}
+        #: Monitors by dataset and building line, while the dataset lives (see :meth:`_proxy_of`).
+        self._monitors: dict[tuple[int, str], tuple[weakref.ref[Any], Monitor]] = {}
         self._lock = threading.Lock()
 
     def adopt(self, loader: DataLoader[Any], dataset: object) -> object:
@@ -148,17 +156,15 @@ class _Session:
         break the job.
         """
         try:
-            if isinstance_monitored(dataset):
-                monitored = dataset
-            elif is_dataset(dataset):
-                monitored = self._proxy_of(dataset)
-            else:
+            if not isinstance_monitored(dataset) and not is_dataset(dataset):
                 return dataset
+            where = _built_where(loader)
+            monitored = dataset if isinstance_monitored(dataset) else self._proxy_of(dataset, where)
             watched = monitor_of(monitored)
             if watched is None:  # a monitored loader given as a loader's dataset
                 return dataset
-            self._note(watched, type(dataset).__qualname__, loader)
-            _epochs[loader] = Epochs(id(loader), watched)
+            self._note(watched, _dataset_name(monitored), where)
+            _epochs[loader] = Epochs(watched)
             _patch_iterators(type(loader))
         except Exception as exc:  # noqa: BLE001 - watching must never break the job
             _logs.warning(
@@ -167,14 +173,17 @@ class _Session:
             return dataset
         return monitored
 
-    def _proxy_of(self, dataset: object) -> Any:
+    def _proxy_of(self, dataset: object, where: str) -> Any:
         """
-        Return ``dataset`` monitored, by the monitor of its first loader.
+        Return ``dataset`` monitored, sharing a monitor with the loaders built alike.
 
-        Loaders built over one dataset, even one after another (a new loader per
-        epoch), share its monitor, so their epochs are compared with each other.
+        Loaders built by one line over one dataset (a new loader each epoch) share
+        its monitor, so their epochs are compared with each other. A loader built
+        elsewhere over it (a validation loader, Lightning's sanity check) gets a
+        monitor of its own: its streams may replay the training loader's by
+        design (``isolate_rng``), which is no repeat within either.
         """
-        key = id(dataset)
+        key = (id(dataset), where)
         with self._lock:
             known = self._monitors.get(key)
         if known is not None and known[0]() is dataset:
@@ -206,23 +215,41 @@ class _Session:
             for entry in entries
         )
 
-    def _note(self, watched: Monitor, name: str, loader: DataLoader[Any]) -> None:
+    def replace(self, old: Monitor, new: Monitor) -> None:
+        """List ``new`` where ``old`` was: the job monitored a watched dataset anew."""
+        session: _Session | None = self
+        while session is not None:
+            with session._lock:  # noqa: SLF001 - sessions of one chain
+                entry = session._entries.pop(id(old), None)  # noqa: SLF001
+                if entry is not None and entry.monitor is old:
+                    entry.monitor = new
+                    session._entries[id(new)] = entry  # noqa: SLF001
+            session = session.outer
+
+    def _note(self, watched: Monitor, name: str, where: str) -> None:
         with self._lock:
             entry = self._entries.get(id(watched))
             if entry is not None and entry.monitor is watched:
                 entry.loaders += 1
                 return
-            self._entries[id(watched)] = _Entry(watched, name, _built_where(loader))
+            entry = self._entries[id(watched)] = _Entry(watched, name, where)
+        outer = self.outer
+        while outer is not None:  # the same entry, so every watch counts its loaders
+            with outer._lock:  # noqa: SLF001 - sessions of one chain
+                outer._entries.setdefault(id(watched), entry)  # noqa: SLF001
+            outer = outer.outer
 
 
-#: Guards the session and the patches; re-entrant, since monitoring builds no loader.
+#: Guards the watches and the patches; re-entrant, since monitoring builds no loader.
 _lock = threading.RLock()
-_session: _Session | None = None
+#: The watches running, the innermost last; loaders built now get the innermost's options.
+_sessions: list[_Session] = []
 #: The class attributes replaced while watching: (class, name) -> the original.
 _originals: dict[tuple[type, str], Any] = {}
 #: The epochs of each watched loader.
 _epochs: weakref.WeakKeyDictionary[DataLoader[Any], Epochs] = weakref.WeakKeyDictionary()
-#: Per thread, the loaders whose ``__iter__`` is running (a subclass calling super()).
+#: Per thread: whether a watched ``__iter__`` is running (a subclass calling super(), a
+#: wrapper returning another loader's iterator): only the outermost begins an epoch.
 _iterating = threading.local()
 
 
@@ -265,41 +292,54 @@ def watch(
 
     """
     options = _validated(strict, draws, expect_shared, distributed, history)
-    global _session  # noqa: PLW0603 - watching is process-wide by nature
     with _lock:
-        if _session is not None:
-            if _session.options != options:
-                raise ValueError(
-                    f"seedwatch is already watching, with {_described(_session.options)}; "
-                    f"call seedwatch.unwatch() before watching with {_described(options)}"
-                )
-            return Watching(_session, started=False)
-        _session = _Session(options)
-        _patch(DataLoader, "__setattr__", _watched_setattr(DataLoader.__setattr__))
-        _patch_iterators(DataLoader)
-        return Watching(_session, started=True)
+        outer = _sessions[-1] if _sessions else None
+        if outer is not None and outer.options == options:
+            return Watching(outer, started=False)
+        session = _Session(options, outer)
+        if outer is None:
+            _patch(DataLoader, "__setattr__", _watched_setattr(DataLoader.__setattr__))
+            _patch_iterators(DataLoader)
+        _sessions.append(session)
+        return Watching(session, started=True)
 
 
 def unwatch() -> None:
     """
-    Stop watching: loaders built from now on are left alone. Safe to call any time.
+    Stop watching, every watch: loaders built from now on are left alone. Safe to call any time.
 
     Loaders already built keep their monitored datasets, whose workers still
     report; their ``iter()`` no longer begins a checked epoch without workers.
     """
-    global _session  # noqa: PLW0603 - watching is process-wide by nature
     with _lock:
-        _session = None
+        _sessions.clear()
         for (owner, name), original in _originals.items():
             if getattr(owner.__dict__.get(name), "__seedwatch_patch__", False):
                 setattr(owner, name, original)
         _originals.clear()
 
 
-def watching() -> Watching | None:
-    """Return the current watch, or ``None`` when not watching."""
+def _end(session: _Session) -> None:
+    """End ``session`` (and any watch started inside it); the last one ends watching."""
     with _lock:
-        return None if _session is None else Watching(_session, started=False)
+        if session in _sessions:
+            del _sessions[_sessions.index(session) :]
+        if not _sessions:
+            unwatch()
+
+
+def monitor_replaced(old: Monitor, new: Monitor) -> None:
+    """Tell the watches that the job monitored a dataset they watch anew (see ``monitor()``)."""
+    with _lock:
+        innermost = _sessions[-1] if _sessions else None
+    if innermost is not None:
+        innermost.replace(old, new)
+
+
+def watching() -> Watching | None:
+    """Return the innermost watch, or ``None`` when not watching."""
+    with _lock:
+        return Watching(_sessions[-1], started=False) if _sessions else None
 
 
 def _watched_setattr(
@@ -307,7 +347,7 @@ def _watched_setattr(
 ) -> Callable[[DataLoader[Any], str, object], None]:
     @functools.wraps(original)
     def __setattr__(self: DataLoader[Any], name: str, value: object) -> None:  # noqa: N807
-        session = _session
+        session = _sessions[-1] if _sessions else None
         if (
             name == "dataset"
             and session is not None
@@ -326,24 +366,28 @@ def _watched_iter(
 ) -> Callable[[DataLoader[Any]], Iterator[Any]]:
     @functools.wraps(original)
     def __iter__(self: DataLoader[Any]) -> Iterator[Any]:  # noqa: N807
-        epochs = _epochs.get(self) if _session is not None else None
-        running: set[int] = _iterating.__dict__.setdefault("loaders", set())
-        if epochs is None or id(self) in running:
+        epochs = _epochs.get(self) if _sessions else None
+        if epochs is None or getattr(_iterating, "active", False):
             return original(self)
-        running.add(id(self))
+        _iterating.active = True
         try:
             return epochs.begin(self, lambda: original(self))
         finally:
-            running.discard(id(self))
+            _iterating.active = False
 
     __iter__.__seedwatch_patch__ = True  # type: ignore[attr-defined]
     return __iter__
 
 
 def _patch_iterators(loader_class: type) -> None:
-    """Wrap ``__iter__`` of ``loader_class`` and of each loader class it inherits from."""
+    """
+    Wrap ``__iter__`` of ``loader_class`` and of each loader class it inherits from.
+
+    Not a generator function's: it runs its body, ``super().__iter__()`` included,
+    only at the first ``next()``, so the epoch begins there, in the class below.
+    """
     with _lock:
-        if _session is None:
+        if not _sessions:
             return
         for owner in loader_class.__mro__:
             original = owner.__dict__.get("__iter__")
@@ -351,6 +395,7 @@ def _patch_iterators(loader_class: type) -> None:
                 original is not None
                 and issubclass(owner, DataLoader)
                 and (owner, "__iter__") not in _originals
+                and not inspect.isgeneratorfunction(original)
             ):
                 _patch(owner, "__iter__", _watched_iter(original))
 
@@ -358,6 +403,11 @@ def _patch_iterators(loader_class: type) -> None:
 def _patch(owner: type, name: str, replacement: object) -> None:
     _originals[(owner, name)] = owner.__dict__[name]
     setattr(owner, name, replacement)
+
+
+def _dataset_name(monitored: object) -> str:
+    """Return the type name of the dataset behind a monitored proxy."""
+    return type(getattr(monitored, "__wrapped__", monitored)).__qualname__
 
 
 def _built_where(loader: DataLoader[Any]) -> str:
