@@ -185,4 +185,4 @@ class TestRenderWatched:
 
     def test_nothing_built_is_not_clean(self) -> None:
         """A job that built no loader is told so, not told it is clean."""
-        assert "no DataLoader was built" in render_watched([])
+        assert "no DataLoader was watched" in render_watched([])

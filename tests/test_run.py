@@ -130,7 +130,7 @@ class TestTheJobRunsAsPythonWouldRunIt:
         assert 1 == result.returncode
         lines = result.stderr.splitlines()
         assert "Traceback (most recent call last):" == lines[0]
-        assert lines[1].startswith('  File "broken.py", line 4')
+        assert lines[1] == f'  File "{tmp_path / "broken.py"}", line 4, in <module>'
         assert "KeyError: 'boom'" in lines
         assert "runpy" not in result.stderr
         assert "_run.py" not in result.stderr
@@ -188,7 +188,9 @@ class TestTheSummary:
 
         result = seedwatch_run("plain.py", cwd=tmp_path)
 
-        assert "seedwatch: no DataLoader was built, so nothing was checked\n" == result.stderr
+        assert "seedwatch: no DataLoader was watched in this process, so nothing was checked\n" == (
+            result.stderr
+        )
 
     def test_fail_on_findings_fails_a_successful_job(self, job: Path) -> None:
         """--fail-on-findings: status 1 for findings; a clean job and a failing one keep theirs."""
@@ -228,7 +230,7 @@ class TestStrict:
 
         assert 1 == result.returncode
         assert "job done" not in result.stdout
-        assert '  File "job.py", line 34, in main' in result.stderr
+        assert f'  File "{job}", line 34, in main' in result.stderr
         assert "seedwatch.DuplicateStreamError: " in result.stderr
         assert "seedwatch: 1 dataset watched; 1 finding in 1 of them" in result.stderr
 
@@ -304,4 +306,119 @@ class TestInThisProcess:
     def test_a_module_that_cannot_be_found(self, capsys: pytest.CaptureFixture[str]) -> None:
         """A parent package that does not exist is a usage error, not a traceback."""
         assert 2 == main(["run", "-m", "no_such_package.train"])
-        assert "cannot find module 'no_such_package.train'" in capsys.readouterr().err
+        assert (
+            "seedwatch run: error: no module named 'no_such_package'\n" == capsys.readouterr().err
+        )
+
+
+class TestWhatPythonDoes:
+    """Cases where a job relies on python's own behaviour; seedwatch run must not change it."""
+
+    def test_file_is_absolute_so_a_job_may_change_directory(self, tmp_path: Path) -> None:
+        """__main__.__file__ is absolute, as python makes it, so a chdir does not lose it."""
+        (tmp_path / "config.txt").write_text("lr=0.1")
+        (tmp_path / "job.py").write_text(
+            "import os\nfrom pathlib import Path\nos.chdir('/')\n"
+            "print((Path(__file__).parent / 'config.txt').read_text())\n"
+        )
+
+        result = seedwatch_run("job.py", cwd=tmp_path)
+
+        assert (0, "lr=0.1") == (result.returncode, result.stdout.strip())
+
+    def test_a_relative_report_is_written_where_the_job_started(self, tmp_path: Path) -> None:
+        """--report names a path from the directory seedwatch run was started in."""
+        (tmp_path / "run1").mkdir()
+        (tmp_path / "job.py").write_text("import os\nos.chdir('run1')\n")
+
+        seedwatch_run("--report", "r.json", "job.py", cwd=tmp_path)
+
+        assert (tmp_path / "r.json").is_file()
+        assert not (tmp_path / "run1" / "r.json").exists()
+
+    def test_threads_the_job_left_running_are_waited_for(self, job: Path) -> None:
+        """Like python at exit, the summary waits for the job's non-daemon threads."""
+        (job.parent / "threaded.py").write_text(
+            "import sys, threading\nimport job\n"
+            "sys.argv = ['job.py', 'noisy', 'fork', '0']\n"
+            "threading.Thread(target=job.main).start()\n"
+        )
+
+        result = seedwatch_run("threaded.py", cwd=job.parent)
+
+        assert "job done" in result.stdout
+        assert "seedwatch: 1 dataset watched; 1 finding in 1 of them" in result.stderr
+
+    def test_the_jobs_excepthook_shows_its_error(self, tmp_path: Path) -> None:
+        """An error escaping the job goes through the job's own sys.excepthook."""
+        (tmp_path / "hooked.py").write_text(
+            "import sys\n"
+            "sys.excepthook = lambda kind, error, tb: print('REPORTED', kind.__name__, error)\n"
+            "raise RuntimeError('out of memory')\n"
+        )
+
+        result = seedwatch_run("hooked.py", cwd=tmp_path)
+
+        assert (1, "REPORTED RuntimeError out of memory") == (
+            result.returncode,
+            result.stdout.strip(),
+        )
+
+    def test_ctrl_c_still_summarises(self, job: Path) -> None:
+        """An interrupted job exits 130, as a shell reports it, after its traceback and summary."""
+        source = JOB.replace('print("job done")', "raise KeyboardInterrupt")
+        (job.parent / "interrupted.py").write_text(source)
+
+        result = seedwatch_run("interrupted.py", "noisy", "fork", "0", cwd=job.parent)
+
+        assert 130 == result.returncode
+        assert "KeyboardInterrupt" in result.stderr
+        assert "seedwatch: 1 dataset watched; 1 finding in 1 of them" in result.stderr
+
+    def test_a_directory_with_a_main_module(self, tmp_path: Path) -> None:
+        """A directory (or zip) with __main__.py runs as `python DIR` runs it."""
+        (tmp_path / "app").mkdir()
+        (tmp_path / "app" / "__main__.py").write_text("import sys\nprint(sys.argv[1:])\n")
+
+        result = seedwatch_run("--", "app", "x", cwd=tmp_path)
+
+        assert (0, "['x']") == (result.returncode, result.stdout.strip())
+
+    def test_a_package_that_fails_to_import_is_the_jobs_error(self, tmp_path: Path) -> None:
+        """-m on a package whose __init__ raises: python's traceback and status 1, not usage."""
+        (tmp_path / "broken").mkdir()
+        (tmp_path / "broken" / "__init__.py").write_text("import not_installed_dependency\n")
+        (tmp_path / "broken" / "train.py").write_text("")
+
+        result = seedwatch_run("-m", "broken.train", cwd=tmp_path)
+
+        assert 1 == result.returncode
+        assert "ModuleNotFoundError: No module named 'not_installed_dependency'" in result.stderr
+
+    def test_a_bad_option_value_is_a_usage_error(self, job: Path) -> None:
+        """An empty --expect-shared name is refused with status 2 and one line."""
+        result = seedwatch_run("--expect-shared", "", "job.py", cwd=job.parent)
+
+        assert 2 == result.returncode
+        assert "Traceback" not in result.stderr
+
+
+class TestStrictWithoutARaise:
+    def test_a_loop_that_stops_early_still_fails(self, tmp_path: Path) -> None:
+        """A strict run whose loop breaks before the duplicate's epoch ends exits 1 all the same."""
+        (tmp_path / "early.py").write_text(
+            "import torch\nfrom torch.utils.data import DataLoader, TensorDataset\n"
+            "loader = DataLoader(TensorDataset(torch.arange(8.0)), batch_size=2)\n"
+            "for epoch in range(2):\n"
+            "    torch.manual_seed(0)\n"
+            "    for step, batch in enumerate(loader):\n"
+            "        torch.rand(1)\n"
+            "        if step == 1:\n"
+            "            break\n"
+        )
+
+        result = seedwatch_run("--strict", "--report", "r.json", "early.py", cwd=tmp_path)
+
+        report = json.loads((tmp_path / "r.json").read_text())
+        assert (1, 1, 0) == (result.returncode, report["exit_status"], report["job_exit_status"])
+        assert "--strict: the job ended without raising" in result.stderr

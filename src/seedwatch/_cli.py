@@ -224,11 +224,12 @@ def _run_command(arguments: argparse.Namespace) -> int:
     """Run the job ``arguments`` describe; return its exit status."""
     from seedwatch._run import RunOptions, run_job  # noqa: PLC0415 - imports torch
 
-    if not arguments.job:
+    job = arguments.job[1:] if arguments.job[:1] == ["--"] else arguments.job
+    if not job:
         what = "a module name after -m" if arguments.as_module else "a script to run"
         sys.stderr.write(f"seedwatch run: error: expected {what}\n")
         return 2
-    target, *args = arguments.job
+    target, *args = job
     options = RunOptions(
         target=target,
         args=tuple(args),

@@ -118,7 +118,7 @@ def render_watched(watched: Sequence[tuple[str, Findings]]) -> str:
     ``watched`` pairs each dataset's label (``TrainSet (train.py:42)``) with its findings.
     """
     if not watched:
-        return "seedwatch: no DataLoader was built, so nothing was checked"
+        return "seedwatch: no DataLoader was watched in this process, so nothing was checked"
     troubled = [found for _label, found in watched if found]
     total = sum(len(found) for found in troubled)
     lines = [

@@ -10,19 +10,25 @@ stderr, once per job (rank 0 under torch.distributed).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import importlib.machinery
 import importlib.util
+import io
 import json
 import os
 import platform
 import runpy
 import sys
+import threading
 import traceback
+import types
+import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, TextIO, overload
 
 import numpy as np
 import torch
@@ -34,6 +40,8 @@ from seedwatch._watch import WatchedDataset, unwatch, watch
 
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
+#: What a shell reports for a job stopped by Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
 
 
 @dataclass(frozen=True)
@@ -54,18 +62,28 @@ class RunOptions:
 def run_job(options: RunOptions, *, err: TextIO | None = None) -> int:
     """Run the job with every DataLoader watched, summarise; return the exit status."""
     err = sys.stderr if err is None else err
+    # Where the job starts: a job may change directory (Hydra does) before the end.
+    options = replace(options, report=_absolute(options.report), history=_absolute(options.history))
     with _as_python_would(options):
         problem = _cannot_run(options)
         if problem is not None:
             err.write(f"seedwatch run: error: {problem}\n")
             return EXIT_USAGE
+        try:
+            watching = watch(
+                draws=options.draws, expect_shared=options.expect_shared, history=options.history
+            )
+        except (TypeError, ValueError) as exc:
+            err.write(f"seedwatch run: error: {exc}\n")
+            return EXIT_USAGE
         # --strict also makes the job's own monitor(..., strict=None) calls strict.
         previous = set_strict_default(True) if options.strict else None
-        watching = watch(
-            draws=options.draws, expect_shared=options.expect_shared, history=options.history
-        )
         try:
             status = _execute(options)
+            _wait_for_job_threads()
+        except _NoSuchModuleError as missing:
+            err.write(f"seedwatch run: error: {missing}\n")
+            return EXIT_USAGE
         finally:
             unwatch()
             if options.strict:
@@ -73,32 +91,49 @@ def run_job(options: RunOptions, *, err: TextIO | None = None) -> int:
     sys.stdout.flush()
     datasets = watching.datasets()
     found = sum(len(dataset.findings) for dataset in datasets)
+    final = status
+    if found and status == 0 and (options.strict or options.fail_on_findings):
+        final = EXIT_FINDINGS
     if _rank() == 0:
         err.write(render_watched([(d.label, d.findings) for d in datasets]) + "\n")
+        if final != status and options.strict:
+            err.write(
+                "seedwatch run: --strict: the job ended without raising (its loop stopped "
+                "before the duplicate's epoch ended), so it fails now\n"
+            )
         if options.report is not None:
             try:
-                _write_report(options.report, options, datasets, status)
+                _write_report(options.report, options, datasets, status, final)
             except OSError as exc:
                 err.write(f"seedwatch run: error: cannot write the report: {exc}\n")
-    if options.fail_on_findings and found and status == 0:
-        return EXIT_FINDINGS
-    return status
+    return final
 
 
 def _cannot_run(options: RunOptions) -> str | None:
     """Say why the job cannot start (as ``python`` would refuse it), or ``None``."""
-    if options.as_module:
-        try:
-            spec = importlib.util.find_spec(options.target)
-        except (ImportError, ValueError) as exc:
-            return f"cannot find module {options.target!r}: {exc}"
-        if spec is None:
-            return f"no module named {options.target!r}"
-    elif not Path(options.target).is_file():
+    if not options.as_module and not Path(options.target).exists():
         return f"cannot open file {options.target!r}: no such file"
-    if options.report is not None and not Path(options.report).resolve().parent.is_dir():
+    if options.report is not None and not Path(options.report).parent.is_dir():
         return f"cannot write the report to {options.report!r}: no such directory"
     return None
+
+
+def _missing_module(name: str) -> str | None:
+    """
+    Say that module ``name`` does not exist, or ``None`` when it does (or fails to import).
+
+    Its packages are imported to find it, while watching: a package that fails
+    to import is the job's own error, raised again when the job runs.
+    """
+    try:
+        spec = importlib.util.find_spec(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and name.startswith(exc.name):
+            return f"no module named {exc.name!r}"
+        return None
+    except Exception:  # noqa: BLE001 - the job's own import error: the job shows it
+        return None
+    return None if spec is not None else f"no module named {name!r}"
 
 
 @contextlib.contextmanager
@@ -111,7 +146,11 @@ def _as_python_would(options: RunOptions) -> Iterator[None]:
     """
     saved_argv, saved_path = sys.argv, sys.path[:]
     sys.argv = [options.target, *options.args]
-    first = Path.cwd() if options.as_module else Path(options.target).resolve().parent
+    if options.as_module:
+        first = Path.cwd()
+    else:  # a directory or zip with __main__.py is its own first path entry
+        target = Path(options.target).absolute()
+        first = target.parent if target.is_file() and not zipfile.is_zipfile(target) else target
     if sys.path:
         sys.path[0] = str(first)
     else:
@@ -122,21 +161,72 @@ def _as_python_would(options: RunOptions) -> Iterator[None]:
         sys.argv, sys.path[:] = saved_argv, saved_path
 
 
+class _NoSuchModuleError(Exception):
+    """``-m`` names a module that does not exist: a usage error, before the job runs."""
+
+
 def _execute(options: RunOptions) -> int:
     """Run the job as ``__main__``; return its exit status, printing what escaped it."""
+    missing = _missing_module(options.target) if options.as_module else None
+    if missing is not None:
+        raise _NoSuchModuleError(missing)
     try:
         if options.as_module:
             runpy.run_module(options.target, run_name="__main__", alter_sys=True)
-        else:
+        elif Path(options.target).is_file() and not zipfile.is_zipfile(options.target):
+            _run_script(options.target)
+        else:  # a directory or zip with __main__.py
             runpy.run_path(options.target, run_name="__main__")
     except SystemExit as exit_:
         return _exit_status(exit_.code)
+    except KeyboardInterrupt as interrupt:
+        _print_job_error(interrupt)
+        return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the job's own error, shown as python shows it
         _print_job_error(exc)
         if isinstance(exc, DuplicateStreamError):
             _release_workers(exc)
         return 1
     return 0
+
+
+def _run_script(path: str) -> None:
+    """
+    Run the script at ``path`` as python runs ``python path``.
+
+    Its ``__main__`` has an absolute ``__file__`` (and code file name), while
+    ``sys.argv[0]`` stays as given; ``runpy.run_path`` would make both the same.
+    """
+    absolute = _absolute(path)
+    main = types.ModuleType("__main__")
+    main.__file__ = absolute
+    main.__loader__ = importlib.machinery.SourceFileLoader("__main__", absolute)
+    main.__builtins__ = builtins  # type: ignore[attr-defined]
+    with io.open_code(absolute) as source:
+        code = compile(source.read(), absolute, "exec", dont_inherit=True)
+    saved = sys.modules["__main__"]
+    sys.modules["__main__"] = main
+    try:
+        exec(code, main.__dict__)  # noqa: S102 - running the user's script is the point
+    finally:
+        sys.modules["__main__"] = saved
+
+
+@overload
+def _absolute(path: str) -> str: ...
+@overload
+def _absolute(path: None) -> None: ...
+def _absolute(path: str | None) -> str | None:
+    """Return ``path`` made absolute as python makes ``__main__.__file__``: links kept."""
+    return None if path is None else os.path.abspath(path)  # noqa: PTH100 - python's own way
+
+
+def _wait_for_job_threads() -> None:
+    """Wait, as python does before it exits, for the job's threads that are not daemons."""
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            with contextlib.suppress(KeyboardInterrupt):
+                thread.join()
 
 
 def _exit_status(code: object) -> int:
@@ -150,11 +240,11 @@ def _exit_status(code: object) -> int:
 
 
 def _print_job_error(exc: BaseException) -> None:
-    """Print the traceback python would: from the job's own first frame."""
+    """Show the error as python would: through the job's ``sys.excepthook``, from its frames."""
     tb: TracebackType | None = exc.__traceback__
     while tb is not None and _is_ours(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
-    traceback.print_exception(type(exc), exc, tb)
+    sys.excepthook(type(exc), exc.with_traceback(tb), tb)
 
 
 def _is_ours(path: str) -> bool:
@@ -179,7 +269,11 @@ def _rank() -> int:
 
 
 def _write_report(
-    path: str, options: RunOptions, datasets: tuple[WatchedDataset, ...], status: int
+    path: str,
+    options: RunOptions,
+    datasets: tuple[WatchedDataset, ...],
+    job_status: int,
+    status: int,
 ) -> None:
     """Write findings, what was checked and the versions as JSON to ``path``."""
     from seedwatch import __version__  # noqa: PLC0415 - looked up only when a report is asked
@@ -188,6 +282,7 @@ def _write_report(
         "command": [options.target, *options.args],
         "module": options.as_module,
         "exit_status": status,
+        "job_exit_status": job_status,
         "strict": options.strict,
         "findings": sum(len(dataset.findings) for dataset in datasets),
         "datasets": [
