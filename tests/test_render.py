@@ -43,11 +43,11 @@ class TestSummariseMembers:
         assert "gen 0 x worker 0-2,5 (4 processes)" == summarise_members(finding(members))
 
     def test_the_main_process_is_named(self) -> None:
-        """A main-process member reads as 'main', alone or beside workers."""
+        """A main-process member reads as 'main'; one process over two epochs is one process."""
         alone = finding([Member(0, None, 1), Member(1, None, 1)])
         mixed = finding([Member(0, 0, 2), Member(1, None, 1)])
 
-        assert ("gen 0-1 x main (2 processes)", "gen 0-1 x main + worker 0 (2 processes)") == (
+        assert ("gen 0-1 x main (1 process)", "gen 0-1 x main + worker 0 (2 processes)") == (
             summarise_members(alone),
             summarise_members(mixed),
         )

@@ -93,7 +93,7 @@ def summarise_members(finding: Finding) -> str:
         who = f"main + {who}"
     ranks = sorted({m.rank for m in finding.members if m.rank is not None})
     rank = f"rank {_ranges(ranks)} x " if ranks else ""
-    count = len(finding.members)
+    count = len({(m.rank, m.pid) for m in finding.members})  # a process in two epochs is one
     return f"{rank}gen {_ranges(generations)} x {who} ({counted(count, 'process', 'processes')})"
 
 
