@@ -139,6 +139,7 @@ class TestTheJobRunsAsPythonWouldRunIt:
         ("args", "message"),
         [
             (["missing.py"], "cannot open file 'missing.py'"),
+            (["."], "cannot find a __main__ module in '.'"),
             (["-m", "no_such_module"], "no module named 'no_such_module'"),
             ([], "expected a script to run"),
             (["--report", "/no/such/dir/r.json", "job.py"], "no such directory"),
@@ -349,6 +350,19 @@ class TestWhatPythonDoes:
         assert "job done" in result.stdout
         assert "seedwatch: 1 dataset watched; 1 finding in 1 of them" in result.stderr
 
+    def test_a_thread_pool_left_open_does_not_hang_the_end(self, tmp_path: Path) -> None:
+        """A module-level ThreadPoolExecutor never shut down: python exits, and so does this."""
+        (tmp_path / "pool.py").write_text(
+            "from concurrent.futures import ThreadPoolExecutor\nEXECUTOR = ThreadPoolExecutor(1)\n"
+        )
+        (tmp_path / "saves.py").write_text(
+            "import pool\npool.EXECUTOR.submit(print, 'saved').result()\nprint('done')\n"
+        )
+
+        result = seedwatch_run("saves.py", cwd=tmp_path)
+
+        assert (0, "saved\ndone") == (result.returncode, result.stdout.strip())
+
     def test_the_jobs_excepthook_shows_its_error(self, tmp_path: Path) -> None:
         """An error escaping the job goes through the job's own sys.excepthook."""
         (tmp_path / "hooked.py").write_text(
@@ -421,4 +435,17 @@ class TestStrictWithoutARaise:
 
         report = json.loads((tmp_path / "r.json").read_text())
         assert (1, 1, 0) == (result.returncode, report["exit_status"], report["job_exit_status"])
-        assert "--strict: the job ended without raising" in result.stderr
+        assert "--strict: 1 duplicate found but not raised in the job" in result.stderr
+
+    def test_the_jobs_own_strict_false_is_kept(self, tmp_path: Path) -> None:
+        """--strict leaves a monitor the job made with strict=False in warn mode: exit 0."""
+        source = JOB.replace(
+            "dataset = Noisy() if",
+            "import seedwatch\n    dataset = seedwatch.monitor(Noisy(), strict=False) if",
+        )
+        (tmp_path / "lenient.py").write_text(source)
+
+        result = seedwatch_run("--strict", "lenient.py", "noisy", "fork", "0", cwd=tmp_path)
+
+        assert 0 == result.returncode
+        assert "job done" in result.stdout

@@ -173,9 +173,13 @@ class TestLoadersBuiltWhileWatching:
     def test_a_loader_built_elsewhere_over_the_dataset_is_judged_apart(self) -> None:
         """A validation pass that puts the globals back (Lightning's sanity check) is no repeat."""
         dataset = GlobalsDataset(size=4)
+
+        def make(data: Any) -> DataLoader[Any]:  # one helper builds both loaders
+            return DataLoader(data, batch_size=2)
+
         with watch() as watching:
-            validation = DataLoader(dataset, batch_size=2)
-            train = DataLoader(dataset, batch_size=2)
+            validation = make(dataset)
+            train = make(dataset)
             saved = torch.get_rng_state(), np.random.get_state(), random.getstate()
             run_epochs(validation, epochs=1)
             torch.set_rng_state(saved[0])
@@ -311,6 +315,33 @@ class TestWatchItself:
         assert later is not None
         assert (True, None) == (own.config.strict, later.config.strict)
         assert ["HoldsGenerator", "GlobalsDataset"] == [d.name for d in outer.datasets()]
+
+    def test_a_thread_leaving_its_watch_leaves_anothers_running(self) -> None:
+        """Watches of two threads end with their own blocks, in any order."""
+        first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+        seen: list[bool] = []
+
+        def first() -> None:
+            with watch(draws=8):
+                first_in.set()
+                second_in.wait()
+            first_out.set()
+
+        def second() -> None:
+            first_in.wait()
+            with watch(draws=32):
+                second_in.set()
+                first_out.wait()
+                loader = DataLoader(GlobalsDataset(size=4), batch_size=2)
+                seen.append(isinstance_monitored(loader.dataset))
+
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        assert [True] == seen
 
     @pytest.mark.parametrize(
         ("options", "error"),

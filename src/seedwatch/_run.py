@@ -35,6 +35,7 @@ import torch
 
 from seedwatch._config import DEFAULT_DRAWS, set_strict_default
 from seedwatch._errors import DuplicateStreamError
+from seedwatch._finding import counted
 from seedwatch._render import render_watched
 from seedwatch._watch import WatchedDataset, unwatch, watch
 
@@ -91,15 +92,18 @@ def run_job(options: RunOptions, *, err: TextIO | None = None) -> int:
     sys.stdout.flush()
     datasets = watching.datasets()
     found = sum(len(dataset.findings) for dataset in datasets)
+    # Under --strict, the findings of monitors the job left strict (not its own strict=False).
+    unraised = sum(len(d.findings) for d in datasets if options.strict and d.strict is not False)
     final = status
-    if found and status == 0 and (options.strict or options.fail_on_findings):
+    if status == 0 and (unraised or (found and options.fail_on_findings)):
         final = EXIT_FINDINGS
     if _rank() == 0:
         err.write(render_watched([(d.label, d.findings) for d in datasets]) + "\n")
-        if final != status and options.strict:
+        if unraised and status == 0:
             err.write(
-                "seedwatch run: --strict: the job ended without raising (its loop stopped "
-                "before the duplicate's epoch ended), so it fails now\n"
+                f"seedwatch run: --strict: {counted(unraised, 'duplicate')} found but not "
+                "raised in the job (its loop stopped before the end of the epoch that would "
+                "raise it), so the run fails\n"
             )
         if options.report is not None:
             try:
@@ -111,8 +115,11 @@ def run_job(options: RunOptions, *, err: TextIO | None = None) -> int:
 
 def _cannot_run(options: RunOptions) -> str | None:
     """Say why the job cannot start (as ``python`` would refuse it), or ``None``."""
-    if not options.as_module and not Path(options.target).exists():
+    target = Path(options.target)
+    if not options.as_module and not target.exists():
         return f"cannot open file {options.target!r}: no such file"
+    if not options.as_module and target.is_dir() and not (target / "__main__.py").is_file():
+        return f"cannot find a __main__ module in {options.target!r}"
     if options.report is not None and not Path(options.report).parent.is_dir():
         return f"cannot write the report to {options.report!r}: no such directory"
     return None
@@ -200,6 +207,7 @@ def _run_script(path: str) -> None:
     absolute = _absolute(path)
     main = types.ModuleType("__main__")
     main.__file__ = absolute
+    main.__cached__ = None  # type: ignore[attr-defined]
     main.__loader__ = importlib.machinery.SourceFileLoader("__main__", absolute)
     main.__builtins__ = builtins  # type: ignore[attr-defined]
     with io.open_code(absolute) as source:
@@ -222,11 +230,26 @@ def _absolute(path: str | None) -> str | None:
 
 
 def _wait_for_job_threads() -> None:
-    """Wait, as python does before it exits, for the job's threads that are not daemons."""
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            with contextlib.suppress(KeyboardInterrupt):
-                thread.join()
+    """
+    Wait, as python does before it exits, for the job's threads that are not daemons.
+
+    Python first tells thread pools that no more work comes (the calls registered
+    with ``threading._register_atexit``; a ``ThreadPoolExecutor`` never shut down
+    waits for that), then joins; so does this.
+    """
+    threads = [
+        thread
+        for thread in threading.enumerate()
+        if thread is not threading.current_thread() and not thread.daemon
+    ]
+    if not threads:
+        return
+    for call in reversed(getattr(threading, "_threading_atexits", [])):
+        with contextlib.suppress(Exception):
+            call()
+    for thread in threads:
+        with contextlib.suppress(KeyboardInterrupt):
+            thread.join()
 
 
 def _exit_status(code: object) -> int:

@@ -77,6 +77,8 @@ class WatchedDataset:
     where: str
     loaders: int
     findings: Findings
+    #: The monitor's ``strict`` option: ``None`` follows the process-wide default.
+    strict: bool | None = None
 
     @property
     def label(self) -> str:
@@ -143,8 +145,10 @@ class _Session:
         self.options = options
         self.outer = outer
         self._entries: dict[int, _Entry] = {}
-        #: Monitors by dataset and building line, while the dataset lives (see :meth:`_proxy_of`).
-        self._monitors: dict[tuple[int, str], tuple[weakref.ref[Any], Monitor]] = {}
+        #: Monitors by dataset and the calls that built the loader, while the dataset lives.
+        self._monitors: dict[
+            tuple[int, tuple[tuple[str, int], ...]], tuple[weakref.ref[Any], Monitor]
+        ] = {}
         self._lock = threading.Lock()
 
     def adopt(self, loader: DataLoader[Any], dataset: object) -> object:
@@ -158,12 +162,14 @@ class _Session:
         try:
             if not isinstance_monitored(dataset) and not is_dataset(dataset):
                 return dataset
-            where = _built_where(loader)
-            monitored = dataset if isinstance_monitored(dataset) else self._proxy_of(dataset, where)
+            origin = _built_by(loader)
+            monitored = (
+                dataset if isinstance_monitored(dataset) else self._proxy_of(dataset, origin.calls)
+            )
             watched = monitor_of(monitored)
             if watched is None:  # a monitored loader given as a loader's dataset
                 return dataset
-            self._note(watched, _dataset_name(monitored), where)
+            self._note(watched, _dataset_name(monitored), origin.where)
             _epochs[loader] = Epochs(watched)
             _patch_iterators(type(loader))
         except Exception as exc:  # noqa: BLE001 - watching must never break the job
@@ -173,17 +179,18 @@ class _Session:
             return dataset
         return monitored
 
-    def _proxy_of(self, dataset: object, where: str) -> Any:
+    def _proxy_of(self, dataset: object, calls: tuple[tuple[str, int], ...]) -> Any:
         """
         Return ``dataset`` monitored, sharing a monitor with the loaders built alike.
 
-        Loaders built by one line over one dataset (a new loader each epoch) share
-        its monitor, so their epochs are compared with each other. A loader built
-        elsewhere over it (a validation loader, Lightning's sanity check) gets a
-        monitor of its own: its streams may replay the training loader's by
-        design (``isolate_rng``), which is no repeat within either.
+        Loaders built over one dataset through the same calls (a new loader each
+        epoch, from the training loop) share its monitor, so their epochs are
+        compared with each other. A loader built through other calls over it (a
+        validation loader, even from the same helper; Lightning's sanity check)
+        gets a monitor of its own: its streams may replay the training loader's
+        by design (``isolate_rng``), which is no repeat within either.
         """
-        key = (id(dataset), where)
+        key = (id(dataset), calls)
         with self._lock:
             known = self._monitors.get(key)
         if known is not None and known[0]() is dataset:
@@ -211,7 +218,13 @@ class _Session:
         with self._lock:
             entries = list(self._entries.values())
         return tuple(
-            WatchedDataset(entry.name, entry.where, entry.loaders, entry.monitor.findings())
+            WatchedDataset(
+                entry.name,
+                entry.where,
+                entry.loaders,
+                entry.monitor.findings(),
+                entry.monitor.config.strict,
+            )
             for entry in entries
         )
 
@@ -320,10 +333,10 @@ def unwatch() -> None:
 
 
 def _end(session: _Session) -> None:
-    """End ``session`` (and any watch started inside it); the last one ends watching."""
+    """End ``session`` (watches other threads started since go on); the last one ends watching."""
     with _lock:
         if session in _sessions:
-            del _sessions[_sessions.index(session) :]
+            _sessions.remove(session)
         if not _sessions:
             unwatch()
 
@@ -410,9 +423,17 @@ def _dataset_name(monitored: object) -> str:
     return type(getattr(monitored, "__wrapped__", monitored)).__qualname__
 
 
-def _built_where(loader: DataLoader[Any]) -> str:
+@dataclass(frozen=True)
+class _Origin:
+    """Where a loader was built: the line that built it, and the calls that led there."""
+
+    where: str
+    calls: tuple[tuple[str, int], ...]
+
+
+def _built_by(loader: DataLoader[Any]) -> _Origin:
     """
-    Return ``file:line`` of the code that built ``loader``.
+    Return the code that built ``loader``: its line, and every call above it.
 
     Frames whose first argument is the loader are its own ``__init__`` (a
     subclass's too) or a wrapper of it (Lightning wraps ``DataLoader.__init__``
@@ -420,14 +441,18 @@ def _built_where(loader: DataLoader[Any]) -> str:
     """
     frame = sys._getframe(1)  # noqa: SLF001 - the one way to name the caller cheaply
     here = str(Path(__file__).parent)
+    calls: list[tuple[str, int]] = []
     while frame is not None:
         code = frame.f_code
         first = code.co_varnames[0] if code.co_argcount else None
         inside = first is not None and frame.f_locals.get(first) is loader
         if not inside and not code.co_filename.startswith(here):
-            return f"{_shown_path(code.co_filename)}:{frame.f_lineno}"
+            calls.append((code.co_filename, frame.f_lineno))
         frame = frame.f_back  # type: ignore[assignment]
-    return "unknown"
+    if not calls:
+        return _Origin("unknown", ())
+    path, line = calls[0]
+    return _Origin(f"{_shown_path(path)}:{line}", tuple(calls))
 
 
 def _shown_path(path: str) -> str:
