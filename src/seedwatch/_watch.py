@@ -13,6 +13,7 @@ instance is built, so watching imports no framework.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
@@ -149,6 +150,8 @@ class _Session:
         self._monitors: dict[
             tuple[int, tuple[tuple[str, int], ...]], tuple[weakref.ref[Any], Monitor]
         ] = {}
+        #: Each dataset's first monitor, which a resumed loader joins (see :meth:`rejoin`).
+        self._first: dict[int, tuple[weakref.ref[Any], Monitor]] = {}
         self._lock = threading.Lock()
 
     def adopt(self, loader: DataLoader[Any], dataset: object) -> object:
@@ -205,6 +208,8 @@ class _Session:
             with self._lock:
                 if key in self._monitors and self._monitors[key][0] is ref:
                     del self._monitors[key]
+                if key[0] in self._first and self._first[key[0]][0] is ref:
+                    del self._first[key[0]]
 
         try:
             ref = weakref.ref(dataset, forget)
@@ -212,7 +217,53 @@ class _Session:
             return proxy
         with self._lock:
             self._monitors[key] = (ref, made)
+            first = self._first.get(key[0])
+            if first is None or first[0]() is not dataset:
+                self._first[key[0]] = (ref, made)
         return proxy
+
+    def rejoin(self, loader: DataLoader[Any]) -> None:
+        """
+        Move a loader that resumes a saved state to its dataset's first monitor.
+
+        A resumed loader replays what the loader it resumes drew, if it restores
+        that loader's seeds (a ``"resume"`` finding); they can be compared only
+        under one monitor, whatever calls built each.
+        """
+        proxy = loader.__dict__.get("dataset")
+        current = monitor_of(proxy)
+        if current is None or not current.implicit:
+            return
+        raw = proxy.__wrapped__  # type: ignore[union-attr]
+        session: _Session | None = self
+        while session is not None:
+            with session._lock:  # noqa: SLF001 - sessions of one chain
+                first = session._first.get(id(raw))  # noqa: SLF001
+            if first is not None and first[0]() is raw:
+                break
+            session = session.outer
+        else:
+            return
+        primary = first[1]
+        if primary is current:
+            return
+        loader.__dict__["dataset"] = wrap(raw, primary)  # past DataLoader's guard, as iter() reads
+        _epochs[loader] = Epochs(primary)
+        self._move_loader(current, primary)
+
+    def _move_loader(self, old: Monitor, new: Monitor) -> None:
+        """Count a loader under ``new`` instead of ``old``; forget ``old`` if it had no other."""
+        session: _Session | None = self
+        while session is not None:
+            with session._lock:  # noqa: SLF001 - sessions of one chain
+                entries = session._entries  # noqa: SLF001
+                if id(old) in entries and entries[id(old)].monitor is old:
+                    entries[id(old)].loaders -= 1
+                    if not entries[id(old)].loaders:
+                        del entries[id(old)]
+                if id(new) in entries and entries[id(new)].monitor is new:
+                    entries[id(new)].loaders += 1
+            session = session.outer
 
     def datasets(self) -> tuple[WatchedDataset, ...]:
         with self._lock:
@@ -382,6 +433,10 @@ def _watched_iter(
         epochs = _epochs.get(self) if _sessions else None
         if epochs is None or getattr(_iterating, "active", False):
             return original(self)
+        if getattr(self, "next_iter_state", None) is not None:  # torchdata, resuming
+            with contextlib.suppress(Exception):  # watching must never break the job
+                _sessions[-1].rejoin(self)
+            epochs = _epochs.get(self, epochs)
         _iterating.active = True
         try:
             return epochs.begin(self, lambda: original(self))
