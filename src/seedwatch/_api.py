@@ -88,9 +88,7 @@ def monitor(  # noqa: PLR0913 - keyword-only options, each documented
         ignored = _options_ignored(dataset, **options)
         if ignored and _made_by_watch(dataset):  # the job's own options win
             anew = monitor(dataset.__wrapped__, **options)
-            from seedwatch._watch import monitor_replaced  # noqa: PLC0415 - _watch imports this
-
-            monitor_replaced(_monitor_of(dataset), _monitor_of(anew))
+            _monitor_of(dataset).replaced_by = _monitor_of(anew)  # what watch() lists now
             return anew
         if ignored:
             wrapped = getattr(dataset, "__wrapped__", dataset)

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from seedwatch._announce import quiet_announcements
 from seedwatch._api import findings, is_dataset, monitor
-from seedwatch._cli import CHECK_BATCH_SIZE, CHECK_EPOCHS, CHECK_WORKERS
+from seedwatch._config import CHECK_BATCH_SIZE, CHECK_EPOCHS, CHECK_WORKERS
 from seedwatch._errors import DuplicateStreamError
 from seedwatch._finding import Observed, counted
 from seedwatch._render import render_table

@@ -9,16 +9,19 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from seedwatch import __version__
-from seedwatch._config import DEFAULT_DRAWS, MAX_DRAWS, MIN_DRAWS
+from seedwatch._config import (
+    CHECK_BATCH_SIZE,
+    CHECK_EPOCHS,
+    CHECK_WORKERS,
+    DEFAULT_DRAWS,
+    DEMO_EPOCHS,
+    DEMO_WORKERS,
+    MAX_DRAWS,
+    MIN_DRAWS,
+)
 
 START_METHODS = ["fork", "spawn", "forkserver"]
 
-#: The defaults --help states: here, torch-free, and read by ``_check`` and ``_demo``.
-CHECK_WORKERS = 2
-CHECK_EPOCHS = 2
-CHECK_BATCH_SIZE = 8
-DEMO_WORKERS = 2
-DEMO_EPOCHS = 3
 
 CHECK_DESCRIPTION = """\
 Run a pipeline through real DataLoader workers and report duplicate random

@@ -23,6 +23,13 @@ MIN_DRAWS = 2
 MAX_DRAWS = 4096
 DEFAULT_DRAWS = 16
 
+#: The command line's defaults, which --help states: kept here, where importing costs no torch.
+CHECK_WORKERS = 2
+CHECK_EPOCHS = 2
+CHECK_BATCH_SIZE = 8
+DEMO_WORKERS = 2
+DEMO_EPOCHS = 3
+
 _strict_override: bool | None = None
 
 

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from seedwatch._announce import quiet_announcements
 from seedwatch._api import findings, monitor
-from seedwatch._cli import DEMO_EPOCHS, DEMO_WORKERS
+from seedwatch._config import DEMO_EPOCHS, DEMO_WORKERS
 from seedwatch._finding import counted
 from seedwatch._render import render_findings
 

@@ -57,6 +57,8 @@ class Monitor:
         self._channel = channel
         #: Made by :func:`seedwatch.watch` rather than asked for: ``monitor()`` may redo it.
         self.implicit = False
+        #: The monitor the job made instead of this implicit one (``monitor()`` redid it).
+        self.replaced_by: Monitor | None = None
 
     def collector(self) -> Collector:
         """Return this process's collector for the monitor, adopting one if needed."""

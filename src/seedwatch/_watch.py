@@ -268,27 +268,21 @@ class _Session:
     def datasets(self) -> tuple[WatchedDataset, ...]:
         with self._lock:
             entries = list(self._entries.values())
-        return tuple(
-            WatchedDataset(
-                entry.name,
-                entry.where,
-                entry.loaders,
-                entry.monitor.findings(),
-                entry.monitor.config.strict,
+        listed = []
+        for entry in entries:
+            current = entry.monitor
+            while current.replaced_by is not None:  # the job's own monitor() of it
+                current = current.replaced_by
+            listed.append(
+                WatchedDataset(
+                    entry.name,
+                    entry.where,
+                    entry.loaders,
+                    current.findings(),
+                    current.config.strict,
+                )
             )
-            for entry in entries
-        )
-
-    def replace(self, old: Monitor, new: Monitor) -> None:
-        """List ``new`` where ``old`` was: the job monitored a watched dataset anew."""
-        session: _Session | None = self
-        while session is not None:
-            with session._lock:  # noqa: SLF001 - sessions of one chain
-                entry = session._entries.pop(id(old), None)  # noqa: SLF001
-                if entry is not None and entry.monitor is old:
-                    entry.monitor = new
-                    session._entries[id(new)] = entry  # noqa: SLF001
-            session = session.outer
+        return tuple(listed)
 
     def _note(self, watched: Monitor, name: str, where: str) -> None:
         with self._lock:
@@ -390,14 +384,6 @@ def _end(session: _Session) -> None:
             _sessions.remove(session)
         if not _sessions:
             unwatch()
-
-
-def monitor_replaced(old: Monitor, new: Monitor) -> None:
-    """Tell the watches that the job monitored a dataset they watch anew (see ``monitor()``)."""
-    with _lock:
-        innermost = _sessions[-1] if _sessions else None
-    if innermost is not None:
-        innermost.replace(old, new)
 
 
 def watching() -> Watching | None:
