@@ -159,27 +159,59 @@ class TestLoadersBuiltWhileWatching:
         assert 2 == watched.loaders
 
     def test_where_the_loader_was_built_is_named(self) -> None:
-        """Loaders built by one line over one dataset are listed once, with that line."""
+        """A new loader each epoch over one dataset is one entry, named by the building line."""
         with watch() as watching:
             dataset = HoldsGenerator(size=4)
             line = _this_line() + 2
             for batch_size in (2, 4):
-                DataLoader(dataset, batch_size=batch_size)
+                run_epochs(DataLoader(dataset, batch_size=batch_size), epochs=1)
 
         (watched,) = watching.datasets()
         assert ("HoldsGenerator", 2) == (watched.name, watched.loaders)
         assert watched.where.endswith(f"test_watch.py:{line}")
 
+    def test_a_loader_built_before_the_loop_and_again_in_it(self) -> None:
+        """A reseed each epoch is found when the next epoch's loader is built on another line."""
+
+        def make(data: Any) -> DataLoader[Any]:
+            return DataLoader(data, batch_size=2, num_workers=2)
+
+        dataset = GlobalsDataset(size=8)
+        with watch() as watching:
+            loader = make(dataset)
+            for _ in range(2):
+                run_epochs(loader, epochs=1, reseed=0)
+                loader = make(dataset)
+
+        assert [("epochs",)] == [finding.kinds for finding in watching.findings()]
+
+    def test_loaders_alive_together_are_named_apart(self) -> None:
+        """Two roles built by one helper are told apart by the call into the helper."""
+
+        def make(data: Any) -> DataLoader[Any]:
+            return DataLoader(data, batch_size=2)
+
+        dataset = GlobalsDataset(size=4)
+        with watch() as watching:
+            first_line = _this_line() + 1
+            train = make(dataset)
+            validation = make(dataset)
+            run_epochs(train, epochs=1)
+            run_epochs(validation, epochs=1)
+
+        wheres = [watched.where for watched in watching.datasets()]
+        assert 2 == len(set(wheres))
+        assert wheres[0].endswith(f"test_watch.py:{first_line}")
+
     def test_a_loader_built_elsewhere_over_the_dataset_is_judged_apart(self) -> None:
         """A validation pass that puts the globals back (Lightning's sanity check) is no repeat."""
         dataset = GlobalsDataset(size=4)
 
-        def make(data: Any) -> DataLoader[Any]:  # one helper builds both loaders
+        def make(data: Any) -> DataLoader[Any]:  # one helper builds both loaders, on one line
             return DataLoader(data, batch_size=2)
 
         with watch() as watching:
-            validation = make(dataset)
-            train = make(dataset)
+            validation, train = (make(dataset) for _ in range(2))
             saved = torch.get_rng_state(), np.random.get_state(), random.getstate()
             run_epochs(validation, epochs=1)
             torch.set_rng_state(saved[0])

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import inspect
+import itertools
 import os
 import sys
 import threading
@@ -91,8 +93,21 @@ class WatchedDataset:
 class _Entry:
     monitor: Monitor
     name: str
-    where: str
+    origin: _Origin
     loaders: int = 1
+
+
+@dataclass
+class _Use:
+    """A watched loader over a dataset: the monitor it reports to, and when it last began."""
+
+    loader: weakref.ref[DataLoader[Any]]
+    kind: type
+    dataset: weakref.ref[Any]
+    monitor: Monitor
+    session: _Session
+    #: The order of its last epoch's start among all watched loaders; 0: never iterated.
+    began: int = 0
 
 
 class Watching:
@@ -146,33 +161,32 @@ class _Session:
         self.options = options
         self.outer = outer
         self._entries: dict[int, _Entry] = {}
-        #: Monitors by dataset and the calls that built the loader, while the dataset lives.
-        self._monitors: dict[
-            tuple[int, tuple[tuple[str, int], ...]], tuple[weakref.ref[Any], Monitor]
-        ] = {}
-        #: Each dataset's first monitor, which a resumed loader joins (see :meth:`rejoin`).
-        self._first: dict[int, tuple[weakref.ref[Any], Monitor]] = {}
         self._lock = threading.Lock()
 
     def adopt(self, loader: DataLoader[Any], dataset: object) -> object:
         """
         Return what ``loader`` should store as its dataset: ``dataset``, monitored.
 
-        A dataset the job monitored itself keeps its own monitor. Anything that
-        fails here is logged and the raw dataset stored: watching must never
-        break the job.
+        Each loader starts with a monitor of its own; at its first ``iter()`` it
+        may join another's (see :func:`_settle`). A dataset the job monitored
+        itself keeps its own monitor. Anything that fails here is logged and the
+        raw dataset stored: watching must never break the job.
         """
         try:
-            if not isinstance_monitored(dataset) and not is_dataset(dataset):
+            if isinstance_monitored(dataset):
+                monitored = dataset
+            elif is_dataset(dataset):
+                monitored = monitor(dataset, **self.options.given())
+            else:
                 return dataset
-            origin = _built_by(loader)
-            monitored = (
-                dataset if isinstance_monitored(dataset) else self._proxy_of(dataset, origin.calls)
-            )
             watched = monitor_of(monitored)
             if watched is None:  # a monitored loader given as a loader's dataset
                 return dataset
-            self._note(watched, _dataset_name(monitored), origin.where)
+            if monitored is not dataset:
+                watched.implicit = True
+                _note_use(loader, dataset, watched, self)
+            origin = _built_by(loader)
+            self._note(watched, _dataset_name(monitored), origin)
             _epochs[loader] = Epochs(watched)
             _patch_iterators(type(loader))
         except Exception as exc:  # noqa: BLE001 - watching must never break the job
@@ -182,76 +196,7 @@ class _Session:
             return dataset
         return monitored
 
-    def _proxy_of(self, dataset: object, calls: tuple[tuple[str, int], ...]) -> Any:
-        """
-        Return ``dataset`` monitored, sharing a monitor with the loaders built alike.
-
-        Loaders built over one dataset through the same calls (a new loader each
-        epoch, from the training loop) share its monitor, so their epochs are
-        compared with each other. A loader built through other calls over it (a
-        validation loader, even from the same helper; Lightning's sanity check)
-        gets a monitor of its own: its streams may replay the training loader's
-        by design (``isolate_rng``), which is no repeat within either.
-        """
-        key = (id(dataset), calls)
-        with self._lock:
-            known = self._monitors.get(key)
-        if known is not None and known[0]() is dataset:
-            return wrap(dataset, known[1])
-        proxy = monitor(dataset, **self.options.given())
-        made = monitor_of(proxy)
-        if made is None:  # pragma: no cover - monitor() returns a monitored dataset
-            return proxy
-        made.implicit = True
-
-        def forget(ref: weakref.ref[Any]) -> None:
-            with self._lock:
-                if key in self._monitors and self._monitors[key][0] is ref:
-                    del self._monitors[key]
-                if key[0] in self._first and self._first[key[0]][0] is ref:
-                    del self._first[key[0]]
-
-        try:
-            ref = weakref.ref(dataset, forget)
-        except TypeError:  # a list: one monitor per loader
-            return proxy
-        with self._lock:
-            self._monitors[key] = (ref, made)
-            first = self._first.get(key[0])
-            if first is None or first[0]() is not dataset:
-                self._first[key[0]] = (ref, made)
-        return proxy
-
-    def rejoin(self, loader: DataLoader[Any]) -> None:
-        """
-        Move a loader that resumes a saved state to its dataset's first monitor.
-
-        A resumed loader replays what the loader it resumes drew, if it restores
-        that loader's seeds (a ``"resume"`` finding); they can be compared only
-        under one monitor, whatever calls built each.
-        """
-        proxy = loader.__dict__.get("dataset")
-        current = monitor_of(proxy)
-        if current is None or not current.implicit:
-            return
-        raw = proxy.__wrapped__  # type: ignore[union-attr]
-        session: _Session | None = self
-        while session is not None:
-            with session._lock:  # noqa: SLF001 - sessions of one chain
-                first = session._first.get(id(raw))  # noqa: SLF001
-            if first is not None and first[0]() is raw:
-                break
-            session = session.outer
-        else:
-            return
-        primary = first[1]
-        if primary is current:
-            return
-        loader.__dict__["dataset"] = wrap(raw, primary)  # past DataLoader's guard, as iter() reads
-        _epochs[loader] = Epochs(primary)
-        self._move_loader(current, primary)
-
-    def _move_loader(self, old: Monitor, new: Monitor) -> None:
+    def move_loader(self, old: Monitor, new: Monitor) -> None:
         """Count a loader under ``new`` instead of ``old``; forget ``old`` if it had no other."""
         session: _Session | None = self
         while session is not None:
@@ -268,34 +213,118 @@ class _Session:
     def datasets(self) -> tuple[WatchedDataset, ...]:
         with self._lock:
             entries = list(self._entries.values())
+        wheres = _told_apart([entry.origin for entry in entries])
         listed = []
-        for entry in entries:
+        for entry, where in zip(entries, wheres, strict=True):
             current = entry.monitor
             while current.replaced_by is not None:  # the job's own monitor() of it
                 current = current.replaced_by
             listed.append(
                 WatchedDataset(
-                    entry.name,
-                    entry.where,
-                    entry.loaders,
-                    current.findings(),
-                    current.config.strict,
+                    entry.name, where, entry.loaders, current.findings(), current.config.strict
                 )
             )
         return tuple(listed)
 
-    def _note(self, watched: Monitor, name: str, where: str) -> None:
+    def _note(self, watched: Monitor, name: str, origin: _Origin) -> None:
         with self._lock:
             entry = self._entries.get(id(watched))
             if entry is not None and entry.monitor is watched:
                 entry.loaders += 1
                 return
-            entry = self._entries[id(watched)] = _Entry(watched, name, where)
+            entry = self._entries[id(watched)] = _Entry(watched, name, origin)
         outer = self.outer
         while outer is not None:  # the same entry, so every watch counts its loaders
             with outer._lock:  # noqa: SLF001 - sessions of one chain
                 outer._entries.setdefault(id(watched), entry)  # noqa: SLF001
             outer = outer.outer
+
+
+def _told_apart(origins: list[_Origin]) -> list[str]:
+    """
+    Return each origin's ``file:line``, with ``via`` the first caller that tells it apart.
+
+    Two loaders built by one helper are named by the helper's line; the call
+    into the helper is what differs (``common.py:16 via train.py:40``).
+    """
+    wheres = []
+    for origin in origins:
+        alike = [other for other in origins if other.where == origin.where and other != origin]
+        depth = next(
+            (
+                index
+                for index, call in enumerate(origin.calls)
+                if any(index >= len(o.calls) or o.calls[index] != call for o in alike)
+            ),
+            None,
+        )
+        if not alike or not depth:
+            wheres.append(origin.where)
+            continue
+        path, line = origin.calls[depth]
+        wheres.append(f"{origin.where} via {_shown_path(path)}:{line}")
+    return wheres
+
+
+#: The watched loaders over each dataset, by the dataset's id (its weak reference tells a
+#: reused id); see :func:`_settle`.
+_uses: dict[int, list[_Use]] = {}
+#: Orders the starts of watched loaders' epochs.
+_starts = itertools.count(1)
+
+
+def _note_use(loader: DataLoader[Any], dataset: object, made: Monitor, session: _Session) -> None:
+    """Remember that ``loader`` iterates over ``dataset`` with ``made``, for :func:`_settle`."""
+    try:
+        use = _Use(weakref.ref(loader), type(loader), weakref.ref(dataset), made, session)
+    except TypeError:  # a list, which no weak reference can follow: a monitor of its own
+        return
+    with _lock:
+        alive = [u for u in _uses.get(id(dataset), []) if u.dataset() is dataset]
+        _uses[id(dataset)] = [*alive, use]
+
+
+def _settle(loader: DataLoader[Any]) -> None:
+    """
+    Before ``loader`` begins an epoch, choose the monitor it reports to.
+
+    A loader starts with a monitor of its own. At its first ``iter()`` it joins
+    the monitor of the most recent loader over the same dataset that is gone (a
+    new loader each epoch), so their epochs are compared. A loader over the
+    dataset that is still alive is another role (a validation loader, Lightning's
+    sanity check, which puts the generators back afterwards): it is judged apart.
+    A loader resuming a saved state (torchdata) joins the last loader of its
+    kind over the dataset to begin, the one whose state it most likely restores.
+    """
+    proxy = loader.__dict__.get("dataset")
+    raw = getattr(proxy, "__wrapped__", None)
+    with _lock:
+        uses = [u for u in _uses.get(id(raw), []) if u.dataset() is raw]
+        use = next((u for u in uses if u.loader() is loader), None)
+        if use is None:
+            return
+        first_epoch = not use.began
+        held = any(u.loader() is not None for u in uses if u is not use and u.began)
+    if first_epoch and held:
+        # A loader dropped by the job may still wait in a reference cycle (its worker
+        # iterator's): collect now, once per loader, so "gone" does not depend on timing.
+        gc.collect()
+    with _lock:
+        earlier = [u for u in uses if u is not use and u.began]
+        target = None
+        if getattr(loader, "next_iter_state", None) is not None:
+            alike = [u for u in earlier if u.kind is use.kind]
+            target = max(alike or earlier, key=lambda u: u.began, default=None)
+        elif not use.began:
+            gone = [u for u in earlier if u.loader() is None]
+            target = max(gone, key=lambda u: u.began, default=None)
+        use.began = next(_starts)
+        if target is None or target.monitor is use.monitor:
+            return
+        replaced, use.monitor = use.monitor, target.monitor
+        loader.__dict__["dataset"] = wrap(raw, target.monitor)  # past DataLoader's own guard
+        _epochs[loader] = Epochs(target.monitor)
+        use.session.move_loader(replaced, target.monitor)
 
 
 #: Guards the watches and the patches; re-entrant, since monitoring builds no loader.
@@ -419,10 +448,9 @@ def _watched_iter(
         epochs = _epochs.get(self) if _sessions else None
         if epochs is None or getattr(_iterating, "active", False):
             return original(self)
-        if getattr(self, "next_iter_state", None) is not None:  # torchdata, resuming
-            with contextlib.suppress(Exception):  # watching must never break the job
-                _sessions[-1].rejoin(self)
-            epochs = _epochs.get(self, epochs)
+        with contextlib.suppress(Exception):  # watching must never break the job
+            _settle(self)
+        epochs = _epochs.get(self, epochs)
         _iterating.active = True
         try:
             return epochs.begin(self, lambda: original(self))
@@ -476,24 +504,39 @@ def _built_by(loader: DataLoader[Any]) -> _Origin:
     """
     Return the code that built ``loader``: its line, and every call above it.
 
-    Frames whose first argument is the loader are its own ``__init__`` (a
-    subclass's too) or a wrapper of it (Lightning wraps ``DataLoader.__init__``
-    with ``wrapper(obj, *args, **kwargs)``): the code that built it is outside them.
+    The loader's own ``__init__`` and ``__setattr__`` (a subclass's too, and
+    wrappers of them: Lightning wraps ``DataLoader.__init__``) are inside the
+    building, not where it was built. They are told by their code objects:
+    reading a frame's locals would keep them alive (a frame's ``f_locals`` is a
+    snapshot that lasts as long as the frame, before Python 3.13).
     """
+    own = _own_code(type(loader))
     frame = sys._getframe(1)  # noqa: SLF001 - the one way to name the caller cheaply
     here = str(Path(__file__).parent)
     calls: list[tuple[str, int]] = []
     while frame is not None:
         code = frame.f_code
-        first = code.co_varnames[0] if code.co_argcount else None
-        inside = first is not None and frame.f_locals.get(first) is loader
-        if not inside and not code.co_filename.startswith(here):
+        if code not in own and not code.co_filename.startswith(here):
             calls.append((code.co_filename, frame.f_lineno))
         frame = frame.f_back  # type: ignore[assignment]
     if not calls:
         return _Origin("unknown", ())
     path, line = calls[0]
     return _Origin(f"{_shown_path(path)}:{line}", tuple(calls))
+
+
+def _own_code(loader_class: type) -> frozenset[object]:
+    """Return the code of a loader class's ``__init__`` and ``__setattr__``, wrappers and all."""
+    codes = set()
+    for owner in loader_class.__mro__:
+        for name in ("__init__", "__setattr__"):
+            function = owner.__dict__.get(name)
+            while function is not None:
+                code = getattr(function, "__code__", None)
+                if code is not None:
+                    codes.add(code)
+                function = getattr(function, "__wrapped__", None)
+    return frozenset(codes)
 
 
 def _shown_path(path: str) -> str:
