@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import inspect
 import random
 import threading
@@ -16,7 +17,7 @@ from torch.utils.data import DataLoader
 from pipelines import GlobalsDataset, HoldsGenerator
 from seedwatch import DuplicateStreamError, findings, monitor, unwatch, watch
 from seedwatch._proxy import isinstance_monitored, monitor_of
-from seedwatch._watch import watching
+from seedwatch._watch import _uses, watching
 
 pytestmark = pytest.mark.filterwarnings("ignore::seedwatch.DuplicateStreamWarning")
 
@@ -184,6 +185,18 @@ class TestLoadersBuiltWhileWatching:
                 loader = make(dataset)
 
         assert [("epochs",)] == [finding.kinds for finding in watching.findings()]
+
+    def test_a_dataset_gone_leaves_nothing_behind(self) -> None:
+        """What watching notes of a dataset's loaders goes when the dataset does."""
+        with watch():
+            dataset = GlobalsDataset(size=4)
+            key = id(dataset)
+            run_epochs(DataLoader(dataset, batch_size=2), epochs=1)
+            assert key in _uses
+            del dataset
+            gc.collect()
+
+            assert key not in _uses
 
     def test_loaders_alive_together_are_named_apart(self) -> None:
         """Two roles built by one helper are told apart by the call into the helper."""

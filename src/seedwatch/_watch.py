@@ -275,13 +275,23 @@ _starts = itertools.count(1)
 
 def _note_use(loader: DataLoader[Any], dataset: object, made: Monitor, session: _Session) -> None:
     """Remember that ``loader`` iterates over ``dataset`` with ``made``, for :func:`_settle`."""
+    key = id(dataset)
+
+    def forget(_gone: weakref.ref[Any]) -> None:  # the dataset is gone: so are its loaders
+        with _lock:
+            alive = [u for u in _uses.get(key, []) if u.dataset() is not None]
+            if alive:
+                _uses[key] = alive
+            else:
+                _uses.pop(key, None)
+
     try:
-        use = _Use(weakref.ref(loader), type(loader), weakref.ref(dataset), made, session)
+        use = _Use(weakref.ref(loader), type(loader), weakref.ref(dataset, forget), made, session)
     except TypeError:  # a list, which no weak reference can follow: a monitor of its own
         return
     with _lock:
-        alive = [u for u in _uses.get(id(dataset), []) if u.dataset() is dataset]
-        _uses[id(dataset)] = [*alive, use]
+        alive = [u for u in _uses.get(key, []) if u.dataset() is dataset]
+        _uses[key] = [*alive, use]
 
 
 def _settle(loader: DataLoader[Any]) -> None:
