@@ -104,7 +104,7 @@ def monitor(  # noqa: PLR0913 - keyword-only options, each documented
     if not is_dataset(dataset):
         raise TypeError(_not_a_dataset_message(dataset))
     config = new_config(strict, draws, expect_shared, history)
-    _check_distributed(distributed)
+    check_distributed(distributed)
     ranks = RankSync(distributed, monitor_label(dataset))
     collector = collector_for(config.monitor_id, config.expect_shared, ranks, config.history)
     return wrap(dataset, Monitor(config, collector))
@@ -205,12 +205,13 @@ def _made_by_watch(monitored: object) -> bool:
     return made is not None and made.implicit
 
 
-def _check_distributed(distributed: object) -> None:
-    """Refuse a ``distributed`` that is not one of the documented kinds (``"yes"`` is truthy)."""
+def check_distributed(distributed: object) -> bool | Distributed | None:
+    """Return ``distributed`` if it is one of the documented kinds (``"yes"`` is truthy)."""
     if distributed is not None and not isinstance(distributed, (bool, Distributed)):
         raise TypeError(
             f"distributed must be True, False, None or seedwatch.Distributed, got {distributed!r}"
         )
+    return distributed
 
 
 def _config_of(monitored: object) -> MonitorConfig:
@@ -249,7 +250,7 @@ def _options_ignored(  # noqa: PLR0913 - monitor()'s options, checked as monitor
     names = validated_names(expect_shared)
     if names and names != config.expect_shared:
         ignored.append(f"expect_shared={sorted(names)!r}")
-    _check_distributed(distributed)
+    check_distributed(distributed)
     if distributed is not None:
         ignored.append(f"distributed={distributed!r}")
     path = validated_history(history)

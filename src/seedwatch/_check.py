@@ -15,7 +15,6 @@ import json
 import os
 import sys
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,6 +27,7 @@ from seedwatch._api import findings, is_dataset, monitor
 from seedwatch._config import CHECK_BATCH_SIZE, CHECK_EPOCHS, CHECK_WORKERS
 from seedwatch._errors import DuplicateStreamError
 from seedwatch._finding import Observed, counted
+from seedwatch._loader import release_workers
 from seedwatch._render import render_table
 
 EXIT_CLEAN = 0
@@ -232,10 +232,10 @@ def _run_epochs(loader: Any, epochs: int, err: TextIO) -> int | None:
                     err.write(f"\r  epoch {epoch}/{epochs}: {counted(count, 'batch', 'batches')}")
                     err.flush()
         except DuplicateStreamError as exc:
-            _release_workers(exc)
+            release_workers(exc)
             return epoch
         except Exception as exc:
-            _release_workers(exc)
+            release_workers(exc)
             raise TargetError(
                 f"the pipeline raised {type(exc).__name__} in epoch {epoch}: {_error_line(exc)}"
             ) from exc
@@ -244,18 +244,6 @@ def _run_epochs(loader: Any, epochs: int, err: TextIO) -> int | None:
             f"\r  epoch {epoch}/{epochs}: {counted(count, 'batch', 'batches')} in {seconds:.1f}s\n"
         )
     return None
-
-
-def _release_workers(exc: BaseException) -> None:
-    """
-    Let go of the interrupted epoch's workers now.
-
-    PyTorch re-raises a worker's error from a frame that also holds it, a reference
-    cycle that keeps the epoch's iterator (and its workers) alive until the garbage
-    collector runs; by then its queues are closed, and shutting down waits 5 s per
-    worker. Clearing the traceback's frames breaks the cycle while the queues work.
-    """
-    traceback.clear_frames(exc.__traceback__)
 
 
 def _describe_run(loader: Any, options: CheckOptions) -> str:

@@ -114,21 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="keep workers alive across epochs (default: a new set of workers each epoch)",
     )
-    check.add_argument(
-        "--draws",
-        type=_whole_number(MIN_DRAWS, MAX_DRAWS),
-        metavar="N",
-        help=f"values per fingerprint, {MIN_DRAWS} to {MAX_DRAWS} (default {DEFAULT_DRAWS})",
-    )
-    check.add_argument("--strict", action="store_true", help="stop at the first duplicate")
+    # --draws None: not given, so a factory that monitors its dataset keeps its own.
+    _add_monitor_options(check, draws=None, strict_help="stop at the first duplicate")
     check.add_argument("--json", action="store_true", help="one JSON object per finding on stdout")
-    check.add_argument(
-        "--expect-shared",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="a source meant to be equal everywhere (repeatable; default none)",
-    )
     check.add_argument("--debug", action="store_true", help="show tracebacks for target errors")
     _add_run_command(commands)
     return parser
@@ -186,20 +174,8 @@ def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         action="store_true",
         help="run a module as `python -m MODULE` would (the first ARG is its name)",
     )
-    run.add_argument("--strict", action="store_true", help="stop the job at the first duplicate")
-    run.add_argument(
-        "--draws",
-        type=_whole_number(MIN_DRAWS, MAX_DRAWS),
-        default=DEFAULT_DRAWS,
-        metavar="N",
-        help=f"values per fingerprint, {MIN_DRAWS} to {MAX_DRAWS} (default {DEFAULT_DRAWS})",
-    )
-    run.add_argument(
-        "--expect-shared",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="a source meant to be equal everywhere (repeatable; default none)",
+    _add_monitor_options(
+        run, draws=DEFAULT_DRAWS, strict_help="stop the job at the first duplicate"
     )
     run.add_argument(
         "--history",
@@ -245,6 +221,27 @@ def _run_command(arguments: argparse.Namespace) -> int:
         fail_on_findings=arguments.fail_on_findings,
     )
     return run_job(options)
+
+
+def _add_monitor_options(
+    parser: argparse.ArgumentParser, *, draws: int | None, strict_help: str
+) -> None:
+    """Add the options that ``monitor()`` takes: ``--draws``, ``--strict``, ``--expect-shared``."""
+    parser.add_argument(
+        "--draws",
+        type=_whole_number(MIN_DRAWS, MAX_DRAWS),
+        default=draws,
+        metavar="N",
+        help=f"values per fingerprint, {MIN_DRAWS} to {MAX_DRAWS} (default {DEFAULT_DRAWS})",
+    )
+    parser.add_argument("--strict", action="store_true", help=strict_help)
+    parser.add_argument(
+        "--expect-shared",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a source meant to be equal everywhere (repeatable; default none)",
+    )
 
 
 def _add_start_method(parser: argparse.ArgumentParser) -> None:

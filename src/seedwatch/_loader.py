@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -233,6 +234,18 @@ class _EpochIterator(wrapt.BaseObjectProxy):  # type: ignore[type-arg]
                 raise
         except Exception as exc:  # noqa: BLE001 - bookkeeping must not break the user's loop
             _logs.warning("seedwatch_internal_error", error=repr(exc))
+
+
+def release_workers(exc: BaseException) -> None:
+    """
+    Let go of the workers of an epoch that an exception stopped, now.
+
+    PyTorch re-raises a worker's error from a frame that also holds it, a reference
+    cycle that keeps the epoch's iterator (and its workers) alive until the garbage
+    collector runs; by then its queues are closed, and shutting down waits 5 s per
+    worker. Clearing the traceback's frames breaks the cycle while the queues work.
+    """
+    traceback.clear_frames(exc.__traceback__)
 
 
 def _raise_owed(monitor: Monitor) -> None:

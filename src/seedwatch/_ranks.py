@@ -363,6 +363,11 @@ def connect(setting: bool | Distributed | None, label: str) -> RankLink | None:
     return RankLink(store, rank, namespace)
 
 
+def current_rank() -> int | None:
+    """Return this process's rank (the process group's, else torchrun's ``RANK``), or ``None``."""
+    return _rank(_process_group_initialized())
+
+
 def _process_group_initialized() -> bool:
     import torch.distributed as dist  # noqa: PLC0415
 

@@ -21,7 +21,6 @@ import platform
 import runpy
 import sys
 import threading
-import traceback
 import types
 import zipfile
 from collections.abc import Iterator
@@ -33,14 +32,15 @@ from typing import Any, TextIO, overload
 import numpy as np
 import torch
 
+from seedwatch._check import EXIT_FINDINGS, EXIT_USAGE
 from seedwatch._config import DEFAULT_DRAWS, set_strict_default
 from seedwatch._errors import DuplicateStreamError
 from seedwatch._finding import counted
+from seedwatch._loader import release_workers
+from seedwatch._ranks import current_rank
 from seedwatch._render import render_watched
 from seedwatch._watch import WatchedDataset, unwatch, watch
 
-EXIT_FINDINGS = 1
-EXIT_USAGE = 2
 #: What a shell reports for a job stopped by Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130
 
@@ -97,7 +97,7 @@ def run_job(options: RunOptions, *, err: TextIO | None = None) -> int:
     final = status
     if status == 0 and (unraised or (found and options.fail_on_findings)):
         final = EXIT_FINDINGS
-    if _rank() == 0:
+    if current_rank() in (None, 0):  # rank 0 speaks for the job
         err.write(render_watched([(d.label, d.findings) for d in datasets]) + "\n")
         if unraised and status == 0:
             err.write(
@@ -157,7 +157,7 @@ def _as_python_would(options: RunOptions) -> Iterator[None]:
         first = Path.cwd()
     else:  # a directory or zip with __main__.py is its own first path entry
         target = Path(options.target).absolute()
-        first = target.parent if target.is_file() and not zipfile.is_zipfile(target) else target
+        first = target.parent if _is_plain_script(target) else target
     if sys.path:
         sys.path[0] = str(first)
     else:
@@ -166,6 +166,11 @@ def _as_python_would(options: RunOptions) -> Iterator[None]:
         yield
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
+
+
+def _is_plain_script(path: Path) -> bool:
+    """Whether ``path`` is a script file, rather than a directory or zip with ``__main__.py``."""
+    return path.is_file() and not zipfile.is_zipfile(path)
 
 
 class _NoSuchModuleError(Exception):
@@ -180,7 +185,7 @@ def _execute(options: RunOptions) -> int:
     try:
         if options.as_module:
             runpy.run_module(options.target, run_name="__main__", alter_sys=True)
-        elif Path(options.target).is_file() and not zipfile.is_zipfile(options.target):
+        elif _is_plain_script(Path(options.target)):
             _run_script(options.target)
         else:  # a directory or zip with __main__.py
             runpy.run_path(options.target, run_name="__main__")
@@ -192,7 +197,7 @@ def _execute(options: RunOptions) -> int:
     except Exception as exc:  # noqa: BLE001 - the job's own error, shown as python shows it
         _print_job_error(exc)
         if isinstance(exc, DuplicateStreamError):
-            _release_workers(exc)
+            release_workers(exc)
         return 1
     return 0
 
@@ -273,22 +278,6 @@ def _print_job_error(exc: BaseException) -> None:
 def _is_ours(path: str) -> bool:
     """Whether a frame belongs to seedwatch's runner or runpy (frozen in the standard build)."""
     return path in (__file__, runpy.__file__, "<frozen runpy>")
-
-
-def _release_workers(exc: BaseException) -> None:
-    """Let go of the stopped epoch's workers now (see ``_check._release_workers``)."""
-    traceback.clear_frames(exc.__traceback__)
-
-
-def _rank() -> int:
-    """Return this process's rank: the process group's, else torchrun's ``RANK``, else 0."""
-    distributed = torch.distributed
-    if distributed.is_available() and distributed.is_initialized():
-        return int(distributed.get_rank())
-    try:
-        return int(os.environ.get("RANK", "0"))
-    except ValueError:
-        return 0
 
 
 def _write_report(

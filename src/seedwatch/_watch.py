@@ -31,7 +31,7 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 from seedwatch import _logs
-from seedwatch._api import is_dataset, monitor
+from seedwatch._api import check_distributed, is_dataset, monitor
 from seedwatch._config import (
     DEFAULT_DRAWS,
     validated_draws,
@@ -325,7 +325,7 @@ def _settle(loader: DataLoader[Any]) -> None:
         if getattr(loader, "next_iter_state", None) is not None:
             alike = [u for u in earlier if u.kind is use.kind]
             target = max(alike or earlier, key=lambda u: u.began, default=None)
-        elif not use.began:
+        elif first_epoch:
             gone = [u for u in earlier if u.loader() is None]
             target = max(gone, key=lambda u: u.began, default=None)
         use.began = next(_starts)
@@ -384,8 +384,7 @@ def watch(
 
     Raises:
         TypeError: An option has the wrong type.
-        ValueError: An option is out of range, or watching already runs with
-            other options (call :func:`unwatch` first).
+        ValueError: An option is out of range.
 
     """
     options = _validated(strict, draws, expect_shared, distributed, history)
@@ -566,29 +565,14 @@ def _validated(
     history: object,
 ) -> _Options:
     """Check watch()'s options as monitor() would, now rather than at the first loader."""
-    if distributed is not None and not isinstance(distributed, (bool, Distributed)):
-        raise TypeError(
-            f"distributed must be True, False, None or seedwatch.Distributed, got {distributed!r}"
-        )
     path = validated_history(history)
     return _Options(
         strict=validated_strict(strict),
         draws=validated_draws(draws),
         expect_shared=frozenset(validated_names(expect_shared)),
-        distributed=distributed,
+        distributed=check_distributed(distributed),
         history=None if path is None else str(path),
     )
-
-
-def _described(options: _Options) -> str:
-    described = [f"strict={options.strict!r}", f"draws={options.draws}"]
-    if options.expect_shared:
-        described.append(f"expect_shared={sorted(options.expect_shared)!r}")
-    if options.distributed is not None:
-        described.append(f"distributed={options.distributed!r}")
-    if options.history is not None:
-        described.append(f"history={options.history!r}")
-    return ", ".join(described)
 
 
 def _combined(each: list[Findings]) -> Findings:

@@ -14,21 +14,9 @@ import warnings
 
 import numpy as np
 import torch
+from job_datasets import BuggySet
 from lightning import LightningDataModule, LightningModule, Trainer, seed_everything
 from torch.utils.data import DataLoader, Dataset
-
-
-class BuggySet(Dataset[torch.Tensor]):
-    """Every worker and every epoch gets a copy of the same generator."""
-
-    def __init__(self) -> None:
-        self.rng = np.random.default_rng(0)
-
-    def __len__(self) -> int:
-        return 16
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return torch.tensor([float(index), self.rng.normal()])
 
 
 class CleanSet(Dataset[torch.Tensor]):

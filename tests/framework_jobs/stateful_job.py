@@ -19,25 +19,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-import numpy as np
 import torch
+from job_datasets import BuggySet
 from torch.utils.data import Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 HALF_AN_EPOCH = 4
-
-
-class BuggySet(Dataset[torch.Tensor]):
-    """Every worker and every epoch gets a copy of the same generator."""
-
-    def __init__(self) -> None:
-        self.rng = np.random.default_rng(0)
-
-    def __len__(self) -> int:
-        return 16
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return torch.tensor([float(index), self.rng.normal()])
 
 
 class GlobalsSet(Dataset[torch.Tensor]):
