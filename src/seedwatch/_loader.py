@@ -42,7 +42,6 @@ class MonitoredLoader(wrapt.BaseObjectProxy, MonitoredMarker):  # type: ignore[t
     """
 
     _self_shadow: DataLoader[Any]
-    _self_monitor: Monitor
     _self_epochs: Epochs
 
     def __init__(self, loader: DataLoader[Any], dataset: MonitoredDataset) -> None:
@@ -50,7 +49,6 @@ class MonitoredLoader(wrapt.BaseObjectProxy, MonitoredMarker):  # type: ignore[t
         monitor = monitor_of(dataset)
         if monitor is None:
             raise TypeError("a monitored loader needs a monitored dataset")
-        self._self_monitor = monitor
         shadow = object.__new__(type(loader))
         shadow.__dict__.update(loader.__dict__)
         shadow.__dict__["dataset"] = dataset
