@@ -145,7 +145,8 @@ class TestAssertClean:
         """The fixture's failure shows the report once, not again as a chained exception."""
         pytester.makepyfile(test_buggy=BUGGY_PIPELINE)
 
-        result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+        # -rN: pytest's short summary repeats the whole message on CI (CI=true), which is not ours.
+        result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-rN")
 
         result.assert_outcomes(failed=1)
         output = result.stdout.str()
