@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import dis
 import functools
 import importlib
+import json
 import random
 import sys
+import tempfile
 import types
 import weakref
 from types import SimpleNamespace
@@ -260,6 +263,32 @@ class TestReach:
         module = importlib.import_module("tabnanny")
 
         assert ["tabnanny.RNG"] == paths(module.Noisy())
+
+    def test_the_standard_librarys_code_is_not_read(self) -> None:
+        """tempfile's names come from a global generator of its own: not the pipeline's stream."""
+        candidate_names = vars(tempfile)["_get_candidate_names"]
+        next(candidate_names())  # makes tempfile._name_sequence._rng
+
+        assert [] == paths(Box(fn=candidate_names))
+
+    def test_the_globals_code_reads_are_the_ones_dis_reads(self) -> None:
+        """The bytecode reader names exactly the globals dis names, past 256 names too."""
+        many = "\n".join(f"    g{n}" for n in range(300))
+        namespace: dict[str, Any] = {}
+        exec(f"def wide():\n{many}\n    return self_rng.random()", namespace)  # noqa: S102
+        codes = [namespace["wide"].__code__] + [
+            function.__code__
+            for module in (_discover, json, functools)
+            for function in vars(module).values()
+            if isinstance(function, types.FunctionType)
+        ]
+
+        for code in codes:
+            assert [
+                str(instruction.argval)
+                for instruction in dis.get_instructions(code)
+                if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME")
+            ] == list(_discover._global_loads(code)), code.co_name  # noqa: SLF001
 
     def test_the_walk_stops_at_its_time_limit(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """With no time left, the walk stops after its first 64 objects, whatever is left."""

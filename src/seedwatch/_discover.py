@@ -30,13 +30,13 @@ import dis
 import functools
 import gc
 import itertools
+import os
 import sys
 import sysconfig
 import time
 import types
 from collections import deque
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -57,8 +57,6 @@ MAX_CODE_HOPS = 3
 FETCHING_METHODS = frozenset(
     {"__getitem__", "__getitems__", "__iter__", "__next__", "__call__", "forward"}
 )
-
-_GLOBAL_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
 
 #: wrapt's C-level ``__wrapped__`` slot: reading it runs no code of the proxy's class.
 _WRAPPED = wrapt.BaseObjectProxy.__dict__["__wrapped__"]
@@ -91,7 +89,15 @@ _OPAQUE: tuple[type, ...] = (
 
 #: Top-level packages whose code is never read for globals (see the module docstring).
 _UNREAD_PACKAGES = frozenset({"torch", "numpy", "wrapt", "seedwatch"})
-_STDLIB = Path(sysconfig.get_path("stdlib")).resolve()
+_STDLIB_DIRECTORY = sysconfig.get_path("stdlib")
+#: The standard library's directory as text, as given and resolved, each ending in a separator.
+_STDLIB = tuple(
+    {
+        os.path.join(os.path.normcase(directory), "")  # noqa: PTH118 - text, no Path objects
+        for directory in (_STDLIB_DIRECTORY, os.path.realpath(_STDLIB_DIRECTORY))
+    }
+)
+_SITE_PACKAGES = f"{os.sep}site-packages{os.sep}"
 
 #: Where a generator is kept, for hints: what holds it decides the fix.
 Place = Literal["attribute", "closure", "class", "global", "frame"]
@@ -471,14 +477,33 @@ def _global_names(code: types.CodeType) -> tuple[str, ...]:
     Not ``co_names``, which also holds attribute names: ``self.rng`` must not
     pull in a module global that happens to be called ``rng``.
     """
-    return tuple(
-        dict.fromkeys(
-            str(instruction.argval)
-            for part in _codes(code)
-            for instruction in dis.get_instructions(part)
-            if instruction.opname in _GLOBAL_LOADS
-        )
-    )
+    return tuple(dict.fromkeys(name for part in _codes(code) for name in _global_loads(part)))
+
+
+_LOAD_GLOBAL = dis.opmap["LOAD_GLOBAL"]
+_LOAD_NAME = dis.opmap["LOAD_NAME"]
+#: From 3.11 the low bit of LOAD_GLOBAL's argument says whether to push NULL first.
+_LOAD_GLOBAL_SHIFT = 1 if sys.version_info >= (3, 11) else 0
+
+
+def _global_loads(code: types.CodeType) -> Iterator[str]:
+    """
+    Yield the names ``code``'s LOAD_GLOBAL and LOAD_NAME instructions read, in order.
+
+    Read from the raw bytecode: ``dis.get_instructions`` builds an object per
+    instruction, some 50 µs per function the first time in a new worker.
+    """
+    raw, names, extended = code.co_code, code.co_names, 0
+    for offset in range(0, len(raw), 2):
+        opcode, argument = raw[offset], raw[offset + 1] | extended
+        if opcode == dis.EXTENDED_ARG:
+            extended = argument << 8
+            continue
+        extended = 0
+        if opcode == _LOAD_GLOBAL:
+            yield names[argument >> _LOAD_GLOBAL_SHIFT]
+        elif opcode == _LOAD_NAME:
+            yield names[argument]
 
 
 def _is_read(owner: object) -> bool:
@@ -496,7 +521,8 @@ def _is_library(package: str) -> bool:
     Whether a top-level package is torch, numpy, wrapt, seedwatch or the standard library.
 
     A name is not enough for the standard library: a user's own ``pipes.py`` or
-    ``queue.py`` shares a name with one, so the module's file decides.
+    ``queue.py`` shares a name with one, so the module's file decides (by its
+    text: resolving it would cost a system call per directory in every worker).
     """
     if package in _UNREAD_PACKAGES:
         return True
@@ -508,8 +534,8 @@ def _is_library(package: str) -> bool:
     location = vars(module).get("__file__")  # the module's dict: no module __getattr__ runs
     if not isinstance(location, str):
         return True  # built into the interpreter
-    path = Path(location).resolve()
-    return path.is_relative_to(_STDLIB) and "site-packages" not in path.parts
+    path = os.path.normcase(os.path.abspath(location))  # noqa: PTH100 - no system call
+    return path.startswith(_STDLIB) and _SITE_PACKAGES not in path
 
 
 def _is_plain(value: object) -> bool:

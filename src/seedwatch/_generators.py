@@ -13,6 +13,8 @@ import hashlib
 import random
 import struct
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,20 +72,32 @@ def type_label(obj: object) -> str:
 
 def upcoming_draws(rng: object, draws: int) -> bytes:
     """Return the raw bytes of the next ``draws`` values of ``rng``, leaving ``rng`` untouched."""
+    return read(rng, draws)[1]
+
+
+def read(rng: object, draws: int) -> tuple[object, bytes]:
+    """
+    Return ``rng``'s state token (see :func:`state_signature`) and its next ``draws`` values.
+
+    Both come from one read of the state: at a worker's first fetch every read
+    is a cold one, and reading the state is most of what a fingerprint costs.
+    """
     if isinstance(rng, np.random.Generator):
         rng = rng.bit_generator
     if isinstance(rng, np.random.RandomState):
         rng = rng._bit_generator  # noqa: SLF001 - the MT19937 inside; public on Generator only
     if isinstance(rng, np.random.MT19937):
-        return _mt19937_draws(rng, draws)
+        state = _mt19937_state(rng)
+        return state, _mt19937_draws(state, draws)
     if isinstance(rng, np.random.BitGenerator):
-        twin = type(rng)(0)
-        twin.state = rng.state
-        return bytes(twin.random_raw(draws).tobytes())
+        bit_state = rng.state
+        return repr(bit_state), _bit_generator_draws(type(rng), bit_state, draws)
     if isinstance(rng, random.Random):
-        return _python_draws(rng.getstate(), draws)
+        python_state = rng.getstate()
+        return python_state, _python_draws(python_state, draws)
     if isinstance(rng, torch.Generator):
-        return _torch_draws(rng.get_state(), draws)
+        torch_state = _torch_state(rng.get_state())
+        return torch_state, _torch_draws(torch_state, draws)
     raise TypeError(f"not a random generator seedwatch can read: {type(rng).__name__}")
 
 
@@ -146,13 +160,13 @@ def state_signature(rng: object) -> object:
     if isinstance(rng, np.random.RandomState):
         rng = rng._bit_generator  # noqa: SLF001 - the MT19937 inside; public on Generator only
     if isinstance(rng, np.random.MT19937):
-        return ctypes.string_at(rng.ctypes.state_address, _MT_STATE_BYTES)
+        return _mt19937_state(rng)
     if isinstance(rng, np.random.BitGenerator):
         return repr(rng.state)  # small: a few integers, or arrays of four
     if isinstance(rng, random.Random):
         return rng.getstate()
     if isinstance(rng, torch.Generator):
-        return bytes(rng.get_state().numpy().tobytes())
+        return _torch_state(rng.get_state())
     raise TypeError(f"not a random generator seedwatch can read: {type(rng).__name__}")
 
 
@@ -163,18 +177,25 @@ def global_signature(source: str) -> object:
     if source == "random":
         return random.getstate()
     if source == "torch":
-        return bytes(torch.get_rng_state().numpy().tobytes())
+        return _torch_state(torch.get_rng_state())
     raise ValueError(f"unknown global source {source!r}, expected one of {GLOBAL_SOURCES}")
 
 
 def global_draws(source: str, draws: int) -> bytes:
     """Return the next ``draws`` values of a process-global generator, leaving it untouched."""
+    return read_global(source, draws)[1]
+
+
+def read_global(source: str, draws: int) -> tuple[object, bytes]:
+    """Return a process-global generator's state token and next ``draws`` values (see ``read``)."""
     if source == "numpy":
-        return upcoming_draws(np.random.mtrand._rand, draws)  # noqa: SLF001 - the legacy global
+        return read(np.random.mtrand._rand, draws)  # noqa: SLF001 - the legacy global itself
     if source == "random":
-        return _python_draws(random.getstate(), draws)
+        state = random.getstate()
+        return state, _python_draws(state, draws)
     if source == "torch":
-        return _torch_draws(torch.get_rng_state(), draws)
+        torch_state = _torch_state(torch.get_rng_state())
+        return torch_state, _torch_draws(torch_state, draws)
     raise ValueError(f"unknown global source {source!r}, expected one of {GLOBAL_SOURCES}")
 
 
@@ -183,18 +204,56 @@ def fingerprint(values: bytes) -> str:
     return hashlib.blake2b(values, digest_size=8).hexdigest()
 
 
-def _mt19937_draws(source: np.random.MT19937, draws: int) -> bytes:
-    """
-    Draw from a twin given ``source``'s state by a copy of its C struct.
+#: ``PyCapsule_GetPointer``, to reach a bit generator's C struct without its ``ctypes``
+#: property, which builds function pointers and classes the first time (some 100 µs).
+_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_pointer.restype = ctypes.c_void_p
+_capsule_pointer.argtypes = (ctypes.py_object, ctypes.c_char_p)
 
-    Through ``state`` (a dict with a 624-word array) the copy costs some 160 µs;
-    a ``memmove`` between the two structs, about 1 µs.
+
+def _state_address(bit_generator: np.random.BitGenerator) -> int:
+    """Return the address of a bit generator's C state: ``bitgen_t`` begins with it."""
+    bitgen = _capsule_pointer(bit_generator.capsule, b"BitGenerator")
+    address = ctypes.c_void_p.from_address(bitgen).value
+    if not address:  # pragma: no cover - numpy always sets it
+        raise ValueError("a bit generator without a state")
+    return address
+
+
+def _mt19937_state(source: np.random.MT19937) -> bytes:
     """
-    twin: np.random.MT19937 | None = getattr(_scratch, "mt19937", None)
-    if twin is None:
-        twin = _scratch.mt19937 = np.random.MT19937(0)
-    ctypes.memmove(twin.ctypes.state_address, source.ctypes.state_address, _MT_STATE_BYTES)
+    Return a copy of an MT19937's C state: a ``memmove`` of the struct, about 1 µs.
+
+    Through ``state`` (a dict with a 624-word array) the copy costs some 160 µs.
+    """
+    return ctypes.string_at(_state_address(source), _MT_STATE_BYTES)
+
+
+def _mt19937_draws(state: bytes, draws: int) -> bytes:
+    """Draw from a scratch twin given an MT19937 C state (see :func:`_mt19937_state`)."""
+    twin = _twin(np.random.MT19937)
+    ctypes.memmove(_state_address(twin), state, _MT_STATE_BYTES)
     return bytes(twin.random_raw(draws).tobytes())
+
+
+def _bit_generator_draws(
+    kind: type[np.random.BitGenerator], state: Mapping[str, Any], draws: int
+) -> bytes:
+    """Draw from a scratch twin of ``kind`` (PCG64, Philox, ...) given its ``state`` dict."""
+    twin = _twin(kind)
+    twin.state = state
+    return bytes(twin.random_raw(draws).tobytes())
+
+
+def _twin(kind: type[np.random.BitGenerator]) -> np.random.BitGenerator:
+    """Return this thread's scratch bit generator of ``kind``, made once (seeding one costs)."""
+    twins: dict[type, np.random.BitGenerator] | None = getattr(_scratch, "twins", None)
+    if twins is None:
+        twins = _scratch.twins = {}
+    twin = twins.get(kind)
+    if twin is None:
+        twin = twins[kind] = kind(0)
+    return twin
 
 
 def _python_draws(state: tuple[object, ...], draws: int) -> bytes:
@@ -209,12 +268,17 @@ def _python_draws(state: tuple[object, ...], draws: int) -> bytes:
 #: the seed (u64), ``left`` (i32), ``seeded`` (i32), ``next`` (u64), then the 624 Mersenne
 #: Twister words, each widened to a u64, then the normal-sample caches.
 _TORCH_STATE_BYTES = 5056
-_TORCH_LEFT = slice(8, 12)
-_TORCH_NEXT = slice(16, 24)
-_TORCH_WORDS = slice(24, 24 + 624 * 8)
+_TORCH_LEFT = 8
+_TORCH_NEXT = 16
+_TORCH_WORDS = 24
 
 
-def _torch_draws(state: torch.Tensor, draws: int) -> bytes:
+def _torch_state(state: torch.Tensor) -> bytes:
+    """Return a torch generator's state tensor as bytes, read through its pointer, not numpy."""
+    return ctypes.string_at(state.data_ptr(), state.numel())
+
+
+def _torch_draws(state: bytes, draws: int) -> bytes:
     """
     Return the next ``draws`` raw 32-bit outputs of a torch CPU generator in ``state``.
 
@@ -223,20 +287,16 @@ def _torch_draws(state: torch.Tensor, draws: int) -> bytes:
     one in a freshly forked worker costs some 200 µs. A state of another layout
     (another torch) is drawn by a torch twin instead.
     """
-    raw = state.numpy()
-    if raw.nbytes != _TORCH_STATE_BYTES:  # pragma: no cover - no such torch yet
+    if len(state) != _TORCH_STATE_BYTES:  # pragma: no cover - no such torch yet
         twin = torch.Generator()
-        twin.set_state(state)
+        twin.set_state(torch.frombuffer(bytearray(state), dtype=torch.uint8))
         values = torch.empty(draws, dtype=torch.int64).random_(generator=twin)
         return bytes(values.numpy().tobytes())
-    left = int(raw[_TORCH_LEFT].view(np.int32)[0])
-    position = int(raw[_TORCH_NEXT].view(np.uint64)[0])
+    (left,) = struct.unpack_from("<i", state, _TORCH_LEFT)
+    (position,) = struct.unpack_from("<Q", state, _TORCH_NEXT)
     # torch refills when `left` would drop to 0; numpy when its position reaches 624.
-    numpy_state = raw[_TORCH_WORDS].view(np.uint64).astype(np.uint32).tobytes() + struct.pack(
+    words = np.frombuffer(state, dtype=np.uint64, count=624, offset=_TORCH_WORDS)
+    numpy_state = words.astype(np.uint32).tobytes() + struct.pack(
         "<i", 624 if left == 1 else position
     )
-    mt: np.random.MT19937 | None = getattr(_scratch, "mt19937", None)
-    if mt is None:
-        mt = _scratch.mt19937 = np.random.MT19937(0)
-    ctypes.memmove(mt.ctypes.state_address, numpy_state, _MT_STATE_BYTES)
-    return bytes(mt.random_raw(draws).tobytes())
+    return _mt19937_draws(numpy_state, draws)

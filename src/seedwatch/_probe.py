@@ -18,6 +18,7 @@ import os
 import sys
 import types
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch.utils.data import get_worker_info
@@ -27,12 +28,12 @@ from seedwatch._discover import Found, find_generators
 from seedwatch._generators import (
     GLOBAL_SOURCES,
     fingerprint,
-    global_draws,
     global_signature,
     is_fresh,
+    read,
+    read_global,
     state_signature,
     type_label,
-    upcoming_draws,
 )
 from seedwatch._report import OVERLAP_SPAN, RESEEDED_GLOBAL, Report, Stream
 from seedwatch._sources import custom_sources
@@ -66,8 +67,10 @@ def look(dataset: object, draws: int, *, custom: bool = True) -> FirstLook:
     exotic subclass, a broken state) is left out with a log event: monitoring
     must never break the user's fetch.
     """
-    streams = {name: _global_stream(name, draws, "global") for name in GLOBAL_SOURCES}
-    signatures = {name: global_signature(name) for name in GLOBAL_SOURCES}
+    streams: dict[str, Stream] = {}
+    signatures: dict[str, object] = {}
+    for name in GLOBAL_SOURCES:
+        signatures[name], streams[name] = _global_stream(name, draws, "global")
     known = []
     for source in custom_sources() if custom else ():
         try:
@@ -79,10 +82,10 @@ def look(dataset: object, draws: int, *, custom: bool = True) -> FirstLook:
             streams[source.name] = Stream(fingerprint(values), "custom")
             known.append(rng)
     found = find_generators(dataset, known=known)
-    streams.update(_generator_streams(found, draws))
-    generators = tuple((item.path, item.generator) for item in found if item.path in streams)
-    for path, rng in generators:
-        signatures[path] = _signature(path, rng)
+    read_streams, read_signatures = _generator_streams(found, draws)
+    streams.update(read_streams)
+    signatures.update(read_signatures)
+    generators = tuple((item.path, item.generator) for item in found if item.path in read_streams)
     seen = (*known, *(item.generator for item in found))
     return FirstLook(streams, seen, generators, signatures)
 
@@ -138,7 +141,7 @@ def look_after(
             latent.append((name, None, signature, False))
             continue
         moved.add(name)
-        stream = _global_stream(name, draws, RESEEDED_GLOBAL)
+        _, stream = _global_stream(name, draws, RESEEDED_GLOBAL)
         if stream.fingerprint != first.streams[name].fingerprint:
             later[name] = stream
     for path, rng in first.generators:
@@ -148,7 +151,7 @@ def look_after(
         else:
             latent.append((path, rng, signature, False))
     found = find_generators(dataset, *more, known=first.seen)
-    born = _generator_streams(found, draws, born_late=True)
+    born, _ = _generator_streams(found, draws, born_late=True)
     later.update(born)
     latent.extend(
         (item.path, item.generator, None, True)
@@ -263,44 +266,55 @@ def _worker_resumed() -> bool:
     return False
 
 
-def _global_stream(name: str, draws: int, origin: str) -> Stream:
-    values = global_draws(name, max(draws, OVERLAP_SPAN))
+def _global_stream(name: str, draws: int, origin: str) -> tuple[object, Stream]:
+    """Return a process-global generator's state token and stream, from one read."""
+    signature, values = read_global(name, max(draws, OVERLAP_SPAN))
+    return signature, _stream(values, draws, origin)
+
+
+def _stream(values: bytes, draws: int, origin: str, **where: Any) -> Stream:
+    """Fingerprint the first ``draws`` of ``values``, and keep the overlap window's as hex."""
     width = len(values) // max(draws, OVERLAP_SPAN)
     return Stream(
-        fingerprint(values[: width * draws]), origin, prefix=values[: width * OVERLAP_SPAN].hex()
+        fingerprint(values[: width * draws]),
+        origin,
+        prefix=values[: width * OVERLAP_SPAN].hex(),
+        **where,
     )
 
 
 def _generator_streams(
     found: list[Found], draws: int, *, born_late: bool = False
-) -> dict[str, Stream]:
+) -> tuple[dict[str, Stream], dict[str, object]]:
     """
-    Fingerprint found generators; one born while serving is used unless it is still fresh.
+    Fingerprint found generators; return their streams and their state tokens.
 
-    A generator created per epoch but never drawn from (a template that a library
-    copies and reseeds) is as seeded: fresh, so latent.
+    One born while serving is used unless it is still fresh: a generator created
+    per epoch but never drawn from (a template that a library copies and
+    reseeds) is as seeded: fresh, so latent.
     """
     streams = {}
+    signatures = {}
     for item in found:
         rng = item.generator
         try:
-            values = upcoming_draws(rng, max(draws, OVERLAP_SPAN))
+            signature, values = read(rng, max(draws, OVERLAP_SPAN))
             used = not (born_late and is_fresh(rng))
         except Exception as exc:  # noqa: BLE001 - an unreadable generator is skipped, not fatal
             _logs.debug("unreadable_generator", source=item.path, error=repr(exc))
             continue
-        width = len(values) // max(draws, OVERLAP_SPAN)
-        streams[item.path] = Stream(
-            fingerprint(values[: width * draws]),
+        signatures[item.path] = signature
+        streams[item.path] = _stream(
+            values,
+            draws,
             type_label(rng),
-            item.place,
+            place=item.place,
             used=used,
             owner=item.owner,
             holder=item.holder,
             aliases=item.aliases,
-            prefix=values[: width * OVERLAP_SPAN].hex(),
         )
-    return streams
+    return streams, signatures
 
 
 def generation_key(
