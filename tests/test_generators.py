@@ -12,6 +12,7 @@ from seedwatch._generators import (
     fingerprint,
     global_draws,
     is_generator,
+    state_signature,
     type_label,
     upcoming_draws,
 )
@@ -62,6 +63,26 @@ class TestUpcomingDraws:
         drawn_by_torch = torch.empty(20, dtype=torch.int64).random_(0, 2**32, generator=rng)
 
         assert drawn_by_torch.tolist() == upcoming[1::2].tolist()
+
+    @pytest.mark.parametrize("drawn", [0, 1, 623, 624, 625, 1247, 1248])
+    def test_reads_the_words_python_would_draw(self, drawn: int) -> None:
+        """A random.Random is read from its C state: getrandbits' words, in its byte order."""
+        rng = random.Random(11)
+        rng.getrandbits(32 * drawn)
+
+        upcoming = upcoming_draws(rng, 40)
+
+        assert rng.getrandbits(32 * 40).to_bytes(4 * 40, "little") == upcoming
+
+    def test_a_normal_sample_from_the_cache_moves_python_state(self) -> None:
+        """random's second gauss() draws no word, only empties the cache: still a move."""
+        rng = random.Random(5)
+        rng.gauss()
+        before = state_signature(rng)
+
+        rng.gauss()
+
+        assert before != state_signature(rng)
 
     def test_rejects_other_objects(self) -> None:
         """Anything that is not a supported generator is a TypeError."""

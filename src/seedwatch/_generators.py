@@ -93,8 +93,7 @@ def read(rng: object, draws: int) -> tuple[object, bytes]:
         bit_state = rng.state
         return repr(bit_state), _bit_generator_draws(type(rng), bit_state, draws)
     if isinstance(rng, random.Random):
-        python_state = rng.getstate()
-        return python_state, _python_draws(python_state, draws)
+        return _python_read(rng, draws)
     if isinstance(rng, torch.Generator):
         torch_state = _torch_state(rng.get_state())
         return torch_state, _torch_draws(torch_state, draws)
@@ -164,7 +163,7 @@ def state_signature(rng: object) -> object:
     if isinstance(rng, np.random.BitGenerator):
         return repr(rng.state)  # small: a few integers, or arrays of four
     if isinstance(rng, random.Random):
-        return rng.getstate()
+        return _python_token(rng)
     if isinstance(rng, torch.Generator):
         return _torch_state(rng.get_state())
     raise TypeError(f"not a random generator seedwatch can read: {type(rng).__name__}")
@@ -175,7 +174,7 @@ def global_signature(source: str) -> object:
     if source == "numpy":
         return state_signature(np.random.mtrand._rand)  # noqa: SLF001 - the legacy global itself
     if source == "random":
-        return random.getstate()
+        return _python_token(_PYTHON_GLOBAL)
     if source == "torch":
         return _torch_state(torch.get_rng_state())
     raise ValueError(f"unknown global source {source!r}, expected one of {GLOBAL_SOURCES}")
@@ -191,8 +190,7 @@ def read_global(source: str, draws: int) -> tuple[object, bytes]:
     if source == "numpy":
         return read(np.random.mtrand._rand, draws)  # noqa: SLF001 - the legacy global itself
     if source == "random":
-        state = random.getstate()
-        return state, _python_draws(state, draws)
+        return _python_read(_PYTHON_GLOBAL, draws)
     if source == "torch":
         torch_state = _torch_state(torch.get_rng_state())
         return torch_state, _torch_draws(torch_state, draws)
@@ -252,8 +250,72 @@ def _twin(kind: type[np.random.BitGenerator]) -> np.random.BitGenerator:
         twins = _scratch.twins = {}
     twin = twins.get(kind)
     if twin is None:
-        twin = twins[kind] = kind(0)
+        twin = twins[kind] = kind(_UnseededState())  # type: ignore[arg-type]  # numpy takes any ISeedSequence
     return twin
+
+
+class _UnseededState(np.random.bit_generator.ISeedSequence):
+    """
+    Zeros for a scratch twin's seeding, whose state is overwritten before every draw.
+
+    A ``SeedSequence`` would hash entropy first: some 70 µs the first time in a
+    new worker, for a state nobody reads.
+    """
+
+    def generate_state(self, n_words: int, dtype: Any = np.uint32) -> np.ndarray[Any, Any]:
+        return np.zeros(n_words, dtype=dtype)
+
+
+#: The generator behind the ``random`` module's functions.
+_PYTHON_GLOBAL: random.Random = random._inst  # noqa: SLF001 - what random.random draws from
+
+#: CPython's ``Random`` object: the object header, then ``int index; uint32_t state[624]``.
+_PYTHON_STATE_OFFSET = object.__basicsize__
+_PYTHON_STATE_BYTES = 4 + 624 * 4
+
+
+def _python_struct(rng: random.Random) -> bytes:
+    """Return a copy of a ``random.Random``'s C state: no 625 int objects, as ``getstate`` makes."""
+    return ctypes.string_at(id(rng) + _PYTHON_STATE_OFFSET, _PYTHON_STATE_BYTES)
+
+
+def _python_struct_is_readable() -> bool:
+    """Whether this interpreter lays ``Random`` out as :func:`_python_struct` reads it."""
+    probe = random.Random(20261201)  # noqa: S311 - a probe, not crypto
+    probe.getrandbits(96)
+    words = probe.getstate()[1]
+    raw = _python_struct(probe)
+    return (
+        random.Random.__basicsize__ >= _PYTHON_STATE_OFFSET + _PYTHON_STATE_BYTES
+        and struct.unpack_from("<i624I", raw) == (words[-1], *words[:-1])
+    )
+
+
+_PYTHON_STRUCT = _python_struct_is_readable()
+
+
+def _python_token(rng: random.Random) -> object:
+    """Return a ``random.Random``'s state token: its C state and its cached normal sample."""
+    if not _PYTHON_STRUCT:  # pragma: no cover - another interpreter's layout
+        return rng.getstate()
+    return _python_struct(rng), getattr(rng, "gauss_next", None)
+
+
+def _python_read(rng: random.Random, draws: int) -> tuple[object, bytes]:
+    """
+    Return a ``random.Random``'s state token and next ``draws`` 32-bit outputs.
+
+    The same Mersenne Twister as numpy's: a numpy twin given its words and index
+    draws the words ``getrandbits`` would, laid out as ``getrandbits(32 * draws)``
+    writes them in little-endian order.
+    """
+    if not _PYTHON_STRUCT:  # pragma: no cover - another interpreter's layout
+        state = rng.getstate()
+        return state, _python_draws(state, draws)
+    raw = _python_struct(rng)
+    words = _mt19937_draws(raw[4:] + raw[:4], draws)
+    outputs = np.frombuffer(words, dtype=np.uint64).astype(np.uint32)
+    return (raw, getattr(rng, "gauss_next", None)), outputs.tobytes()
 
 
 def _python_draws(state: tuple[object, ...], draws: int) -> bytes:

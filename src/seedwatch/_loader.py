@@ -148,7 +148,7 @@ class Epochs:
         begun = replace(
             report,
             streams={
-                name: replace(stream, used=False)
+                name: stream.with_used(False)
                 for name, stream in report.streams.items()
                 if self._end_state.get(name) != stream.fingerprint
             },
@@ -171,7 +171,7 @@ class Epochs:
             self._end_state = {name: stream.fingerprint for name, stream in streams.items()}
             if begun is not None:
                 drawn = {
-                    name: replace(stream, used=True)
+                    name: stream.with_used(True)
                     for name, stream in begun.streams.items()
                     if self._end_state.get(name) != stream.fingerprint
                 }

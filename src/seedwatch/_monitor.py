@@ -207,11 +207,11 @@ class Watch:
 
         def take() -> Report:
             if not served:  # nothing was drawn: every stream is latent here
-                unused = {k: replace(v, used=False) for k, v in first.streams.items()}
+                unused = {k: v.with_used(False) for k, v in first.streams.items()}
                 return report_of(unused, iteration=iteration)
             after = look_after(self._dataset, monitor.config.draws, first, *more)
             streams = {
-                name: stream if name in after.moved else replace(stream, used=False)
+                name: stream if name in after.moved else stream.with_used(False)
                 for name, stream in first.streams.items()
             }
             report = report_of(streams, after.later, iteration=iteration)
@@ -243,8 +243,8 @@ def _check_at_exit(monitor: Monitor, report: Report, after: SecondLook) -> None:
                 return
             used = replace(
                 report,
-                streams={name: replace(report.streams[name], used=True) for name in first},
-                later={name: replace(report.later[name], used=True) for name in late},
+                streams={name: report.streams[name].with_used(True) for name in first},
+                later={name: report.later[name].with_used(True) for name in late},
             )
             channel = monitor.channel()
             if channel is not None:

@@ -51,6 +51,21 @@ class Stream:
     #: The first draws as hex, one fixed-width field per draw, for overlap detection.
     prefix: str = ""
 
+    def with_used(self, used: bool) -> Stream:
+        """Return this stream marked used or not (``dataclasses.replace`` costs ten times more)."""
+        if used is self.used:
+            return self
+        return Stream(
+            self.fingerprint,
+            self.origin,
+            self.place,
+            used,
+            self.owner,
+            self.holder,
+            self.aliases,
+            self.prefix,
+        )
+
 
 @dataclass(frozen=True)
 class Report:

@@ -192,18 +192,26 @@ def _plain_report(report: Report) -> dict[str, Any]:
 
 def _plain_streams(streams: Mapping[str, Stream]) -> dict[str, dict[str, Any]]:
     return {
-        _sendable(name): {
-            "fp": s.fingerprint,
-            "origin": _sendable(s.origin),
-            "place": _sendable(s.place),
-            "used": s.used,
-            "owner": _sendable(s.owner),
-            "holder": _sendable(s.holder),
-            "aliases": [_sendable(alias) for alias in s.aliases[:MAX_ALIASES]],
-            "prefix": s.prefix,
-        }
-        for name, s in list(streams.items())[:MAX_STREAMS]  # what a receiver accepts
+        _sendable(name): _plain_stream(stream)
+        for name, stream in list(streams.items())[:MAX_STREAMS]  # what a receiver accepts
     }
+
+
+def _plain_stream(stream: Stream) -> dict[str, Any]:
+    """Return a stream's fields but those at their default, which the receiver fills in."""
+    plain: dict[str, Any] = {
+        "fp": stream.fingerprint,
+        "origin": _sendable(stream.origin),
+        "prefix": stream.prefix,
+    }
+    if not stream.used:
+        plain["used"] = False
+    for key, text in (("place", stream.place), ("owner", stream.owner), ("holder", stream.holder)):
+        if text:
+            plain[key] = _sendable(text)
+    if stream.aliases:
+        plain["aliases"] = [_sendable(alias) for alias in stream.aliases[:MAX_ALIASES]]
+    return plain
 
 
 def _sendable(name: str) -> str:
