@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
 from pipelines import draw, make_generator
+from seedwatch import _generators
 from seedwatch._generators import (
     GLOBAL_SOURCES,
     fingerprint,
@@ -83,6 +85,40 @@ class TestUpcomingDraws:
         rng.gauss()
 
         assert before != state_signature(rng)
+
+    @pytest.mark.parametrize(
+        "kind",
+        [
+            np.random.PCG64,
+            np.random.PCG64DXSM,
+            np.random.Philox,
+            np.random.SFC64,
+            np.random.MT19937,
+        ],
+    )
+    def test_reads_every_bit_generators_raw_values(self, kind: type[Any]) -> None:
+        """PCG64s are read from their C state, the others through ``state``: the same values."""
+        rng = kind(3)
+        rng.random_raw(5)
+
+        upcoming = upcoming_draws(rng, 16)
+
+        assert rng.random_raw(16).tobytes() == upcoming
+
+    @pytest.mark.parametrize("kind", [np.random.PCG64, np.random.SFC64])
+    def test_a_buffered_half_draw_moves_the_token(self, kind: type[Any]) -> None:
+        """A 32-bit draw may use the half a 64-bit word left over: no word drawn, still a move."""
+        rng = np.random.Generator(kind(4))
+        rng.random(dtype=np.float32)
+        before = state_signature(rng)
+
+        rng.random(dtype=np.float32)  # the buffered half
+
+        assert before != state_signature(rng)
+
+    def test_pcg64s_are_read_from_their_c_state_on_this_numpy(self) -> None:
+        """The fast path for default_rng's generator is taken, not silently lost to a layout."""
+        assert (np.random.PCG64, np.random.PCG64DXSM) == _generators._READABLE_PCGS  # noqa: SLF001
 
     def test_rejects_other_objects(self) -> None:
         """Anything that is not a supported generator is a TypeError."""

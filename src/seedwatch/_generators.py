@@ -12,6 +12,7 @@ import ctypes
 import hashlib
 import random
 import struct
+import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -89,6 +90,10 @@ def read(rng: object, draws: int) -> tuple[object, bytes]:
     if isinstance(rng, np.random.MT19937):
         state = _mt19937_state(rng)
         return state, _mt19937_draws(state, draws)
+    pcg = _pcg_kind(rng)
+    if pcg is not None:
+        pcg_state = _pcg_state(rng)  # type: ignore[arg-type]  # a PCG64 or PCG64DXSM
+        return pcg_state, _pcg_draws(pcg, pcg_state, draws)
     if isinstance(rng, np.random.BitGenerator):
         bit_state = rng.state
         return repr(bit_state), _bit_generator_draws(type(rng), bit_state, draws)
@@ -160,6 +165,8 @@ def state_signature(rng: object) -> object:
         rng = rng._bit_generator  # noqa: SLF001 - the MT19937 inside; public on Generator only
     if isinstance(rng, np.random.MT19937):
         return _mt19937_state(rng)
+    if _pcg_kind(rng) is not None:
+        return _pcg_state(rng)  # type: ignore[arg-type]  # a PCG64 or PCG64DXSM
     if isinstance(rng, np.random.BitGenerator):
         return repr(rng.state)  # small: a few integers, or arrays of four
     if isinstance(rng, random.Random):
@@ -232,6 +239,66 @@ def _mt19937_draws(state: bytes, draws: int) -> bytes:
     twin = _twin(np.random.MT19937)
     ctypes.memmove(_state_address(twin), state, _MT_STATE_BYTES)
     return bytes(twin.random_raw(draws).tobytes())
+
+
+#: numpy's PCG64 state (``pcg64_state``): a pointer to the 128-bit state and increment
+#: (32 bytes), then ``int has_uint32; uint32_t uinteger`` (the buffered half of a draw).
+_PCG_STATE_BYTES = 32
+_PCG_BUFFER = slice(8, 16)
+
+
+def _pcg_kind(rng: object) -> type[np.random.BitGenerator] | None:
+    """Return PCG64 or PCG64DXSM if ``rng`` is one whose C state is readable, else ``None``."""
+    for kind in _READABLE_PCGS:
+        if isinstance(rng, kind):
+            return kind
+    return None
+
+
+def _pcg_state(rng: np.random.BitGenerator) -> bytes:
+    """
+    Return a copy of a PCG64's C state: 40 bytes, where ``state`` builds a dict of big ints.
+
+    The default generator of ``np.random.default_rng``, so the most common one found.
+    """
+    outer = _state_address(rng)
+    inner = ctypes.c_void_p.from_address(outer).value
+    if not inner:  # pragma: no cover - numpy always sets it
+        raise ValueError("a PCG64 without a state")
+    buffered = ctypes.string_at(outer + _PCG_BUFFER.start, _PCG_BUFFER.stop - _PCG_BUFFER.start)
+    return ctypes.string_at(inner, _PCG_STATE_BYTES) + buffered
+
+
+def _pcg_draws(kind: type[np.random.BitGenerator], state: bytes, draws: int) -> bytes:
+    """Draw from a scratch twin of ``kind`` given a copy of a PCG64's C state (see above)."""
+    twin = _twin(kind)
+    outer = _state_address(twin)
+    inner = ctypes.c_void_p.from_address(outer).value
+    if not inner:  # pragma: no cover - numpy always sets it
+        raise ValueError("a PCG64 without a state")
+    ctypes.memmove(inner, state, _PCG_STATE_BYTES)
+    ctypes.memmove(outer + _PCG_BUFFER.start, state[_PCG_STATE_BYTES:], 8)
+    return bytes(twin.random_raw(draws).tobytes())
+
+
+def _pcg_struct_is_readable(kind: type[np.random.BitGenerator]) -> bool:
+    """Whether this numpy lays ``kind`` out as :func:`_pcg_state` reads it, draws included."""
+    try:
+        probe = kind(20261201)
+        np.random.Generator(probe).integers(1 << 32, dtype=np.uint64, size=3)
+        np.random.Generator(probe).random(dtype=np.float32)  # a 32-bit draw buffers a half
+        state = probe.state
+        raw = _pcg_state(probe)
+        has_uint32, uinteger = struct.unpack_from("<iI", raw, _PCG_STATE_BYTES)
+        expected = probe.random_raw(4).tobytes()
+        return (
+            int.from_bytes(raw[:16], sys.byteorder) == state["state"]["state"]
+            and int.from_bytes(raw[16:32], sys.byteorder) == state["state"]["inc"]
+            and (has_uint32, uinteger) == (state["has_uint32"], state["uinteger"])
+            and _pcg_draws(kind, raw, 4) == expected
+        )
+    except Exception:  # noqa: BLE001 - another numpy's layout: read through ``state``
+        return False
 
 
 def _bit_generator_draws(
@@ -362,3 +429,8 @@ def _torch_draws(state: bytes, draws: int) -> bytes:
         "<i", 624 if left == 1 else position
     )
     return _mt19937_draws(numpy_state, draws)
+
+
+_READABLE_PCGS: tuple[type[np.random.BitGenerator], ...] = tuple(
+    kind for kind in (np.random.PCG64, np.random.PCG64DXSM) if _pcg_struct_is_readable(kind)
+)
