@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import time
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,11 @@ import torch.multiprocessing
 from structlog.testing import capture_logs
 
 import rank_jobs
+from seedwatch import DuplicateStreamWarning
 from seedwatch._collector import Collector
 from seedwatch._finding import Member
 from seedwatch._ranks import SLOTS, Distributed, RankLink, RankSync, connect
-from seedwatch._report import Report, Stream
+from seedwatch._report import RESEEDED_GLOBAL, Report, Stream
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::seedwatch.DuplicateStreamWarning"),
@@ -240,6 +242,80 @@ def test_automatic_mode_links_once_a_process_group_exists(tmp_path: Path) -> Non
         dist.destroy_process_group()
 
     assert [0, 1] == counts
+
+
+class InterleavingStore:
+    """
+    A rank's store that runs another rank's report just after its own first stream is in.
+
+    The order two ranks that report at the same moment may take: this rank
+    publishes its first stream, the other rank publishes both of its own, then
+    this rank publishes its second. Afterwards the store fails, as one does once
+    the job destroys its process group.
+    """
+
+    def __init__(self, store: Any, other_rank: Any) -> None:
+        self._store = store
+        self._other_rank = other_rank
+        self.broken = False
+
+    def __getattr__(self, name: str) -> Any:
+        if self.broken:
+            return BrokenStore().__getattr__(name)
+        method = getattr(self._store, name)
+        if name != "set":
+            return method
+
+        def set_then_interleave(key: str, value: Any) -> Any:
+            result = method(key, value)
+            other, self._other_rank = self._other_rank, None
+            if other is not None:
+                other()
+            return result
+
+        return set_then_interleave
+
+
+def test_a_stream_joined_while_its_report_was_shared_is_seen_without_news(
+    store: Any,
+) -> None:
+    """
+    Its other rank published both of a report's streams between this rank's two.
+
+    The first stream is this rank's by inbox news, which comes too late when the
+    job destroys its process group; the second, seen at once, tells that the
+    other rank had published the first already. Seen as one problem: the
+    stream before the first item (``aa``), not the one after it (``bb``).
+    """
+
+    def report(rank: int) -> Report:
+        return Report(
+            "workers:1::0",
+            0,
+            100 + rank,
+            7,
+            {"torch": Stream("00000000000000aa", "global")},
+            later={"torch": Stream("00000000000000bb", RESEEDED_GLOBAL)},
+        )
+
+    other = Collector("t", frozenset(), RankSync(Distributed(store, 1, "ns"), "x"))
+
+    def other_reports() -> None:
+        with warnings.catch_warnings():  # what the other rank says is its own
+            warnings.simplefilter("ignore")
+            other.submit(report(1), strict=False)
+
+    interleaving = InterleavingStore(store, other_reports)
+    this = Collector("t", frozenset(), RankSync(Distributed(interleaving, 0, "ns"), "x"))
+
+    with pytest.warns(DuplicateStreamWarning) as warned:
+        this.submit(report(0), strict=False)
+    interleaving.broken = True
+
+    assert [(("torch",), ("ranks",), ("00000000000000aa",))] == [
+        (f.sources, f.kinds, f.fingerprints) for f in this.findings()
+    ]
+    assert 1 == len(warned), "announced once, as the problem it is"
 
 
 class BrokenStore:

@@ -419,8 +419,16 @@ class RankSync:
         return None if link is None else link.rank
 
     def share(self, streams: Iterable[tuple[str, str, Member]]) -> list[tuple[str, str, Elsewhere]]:
-        """Publish this rank's members of streams; return those other ranks drew too."""
+        """
+        Publish this rank's members of a report's streams; return those other ranks drew too.
+
+        Another rank publishes its report's streams in the same order. Once one of
+        them is found there, the other rank may have published the earlier ones
+        since this rank did: they are looked at again, so the report is judged
+        whole, not by the inbox news that a job ending at once never reads.
+        """
         heard = []
+        alone: list[tuple[str, str]] = []
         for source, fp, member in streams:
             link = self._current()
             if link is None:
@@ -428,10 +436,19 @@ class RankSync:
             with self._lock:
                 self._published.add((source, fp))
             elsewhere = self._ask(partial(link.publish, source, fp, member))
-            if elsewhere is not None and elsewhere.count:
-                with self._lock:
-                    self._shared.add((source, fp))
-                heard.append((source, fp, elsewhere))
+            if elsewhere is None:
+                continue
+            if not elsewhere.count:
+                alone.append((source, fp))
+                continue
+            for early_source, early_fp in alone:  # in report order, so judged in that order
+                again = self._ask(partial(link.look, early_source, early_fp))
+                if again is not None and again.count:
+                    heard.append((early_source, early_fp, again))
+            alone.clear()
+            heard.append((source, fp, elsewhere))
+        with self._lock:
+            self._shared.update((source, fp) for source, fp, _ in heard)
         return heard
 
     def news(self, *, refresh: bool = False) -> list[tuple[str, str, Elsewhere]]:
