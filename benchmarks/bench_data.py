@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import random
+import resource
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -97,8 +98,13 @@ class EveryPlace(Dataset[int]):
         return value
 
 
-class Timed(Dataset[float]):
-    """Serves how long each fetch of ``inner`` took, in µs: the first fetch's cost as a worker sees it."""
+class Timed(Dataset[tuple[float, int]]):
+    """
+    Serves how long each fetch of ``inner`` took, in µs, and the page faults it took.
+
+    The first fetch's cost as a worker sees it. Minor page faults are what a forked
+    worker pays to copy a page it shares with the main process before writing to it.
+    """
 
     def __init__(self, inner: Dataset[object]) -> None:
         self.inner = inner
@@ -106,10 +112,12 @@ class Timed(Dataset[float]):
     def __len__(self) -> int:
         return 2
 
-    def __getitem__(self, index: int) -> float:
+    def __getitem__(self, index: int) -> tuple[float, int]:
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         started = time.perf_counter()
         self.inner[index]
-        return (time.perf_counter() - started) * 1e6
+        elapsed = (time.perf_counter() - started) * 1e6
+        return elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
 
 
 class FirstFetchSteps(Dataset[dict[str, float]]):
@@ -122,8 +130,12 @@ class FirstFetchSteps(Dataset[dict[str, float]]):
     """
 
     def __init__(self, channel: object) -> None:
+        from seedwatch._sources import entry_point_refs  # noqa: PLC0415 - seedwatch's own
+
         self.channel = channel
         self.inner = ManyGenerators()
+        # What a monitored dataset hands its workers: the entry points found here, once.
+        self.entry_points = entry_point_refs()
 
     def __len__(self) -> int:
         return 1
@@ -131,7 +143,7 @@ class FirstFetchSteps(Dataset[dict[str, float]]):
     def __getitem__(self, index: int) -> dict[str, float]:
         from seedwatch._discover import find_generators  # noqa: PLC0415 - timed in the worker
         from seedwatch._probe import look, look_after, report_of  # noqa: PLC0415
-        from seedwatch._sources import custom_sources  # noqa: PLC0415
+        from seedwatch._sources import adopt_entry_points, custom_sources  # noqa: PLC0415
         from seedwatch._transport import send  # noqa: PLC0415
         from seedwatch._wire import encode_request  # noqa: PLC0415
 
@@ -143,6 +155,7 @@ class FirstFetchSteps(Dataset[dict[str, float]]):
             steps[name] = (time.perf_counter() - started) * 1e6
             return value
 
+        adopt_entry_points(self.entry_points)  # as a monitored dataset does when unpickled
         timed("sources_us", custom_sources)
         timed("walk_us", lambda: find_generators(self.inner))
         first = timed("first_look_us", lambda: look(self.inner, 16))

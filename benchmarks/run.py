@@ -297,13 +297,18 @@ def worker_first_fetch(quick: bool, methods: Sequence[str]) -> list[Row]:
     collector = Collector("bench-steps", frozenset())
     channel = collector.listen()
     for method in methods:
+        faults: dict[bool, list[float]] = {False: [], True: []}
 
-        def fetches(monitored: bool, method: str = method) -> list[float]:
+        def fetches(
+            monitored: bool, method: str = method, faults: dict[bool, list[float]] = faults
+        ) -> list[float]:
             inner = seedwatch.monitor(ManyGenerators()) if monitored else ManyGenerators()
             loader = DataLoader(
                 Timed(inner), batch_size=None, num_workers=1, multiprocessing_context=method
             )
-            return [float(value) for value in loader]
+            served = [(float(micros), int(paged)) for micros, paged in loader]
+            faults[monitored].append(served[0][1])
+            return [micros for micros, _ in served]
 
         pairs = alternate(reps, lambda f=fetches: f(False)[0], lambda f=fetches: f(True)[0])
         later = fetches(True)[1]
@@ -319,6 +324,8 @@ def worker_first_fetch(quick: bool, methods: Sequence[str]) -> list[Row]:
                 "monitored_first_us": spread(pairs[1]),
                 "added_us": difference_ci(*pairs),
                 "monitored_second_us": later,
+                "raw_first_faults": spread(faults[False]),
+                "monitored_first_faults": spread(faults[True]),
                 "steps_us": {
                     name: spread([run[name] for run in step_runs]) for name in step_runs[0]
                 },
@@ -582,13 +589,16 @@ def markdown(results: Row) -> str:
             "**A worker's first fetch, inside real workers** (ManyGenerators: 3 globals + 8 "
             "instance generators; the worker times its first `ds[i]`; µs, median [IQR])",
             "",
-            "| start | raw | monitored | added [95% CI] (goal ≤ 1000) | monitored 2nd fetch |",
-            "|---|---|---|---|---|",
+            "| start | raw | monitored | added [95% CI] (goal ≤ 1000) | monitored 2nd fetch "
+            "| page faults, raw / monitored |",
+            "|---|---|---|---|---|---|",
         ]
         lines += [
             f"| {row['start_method']} | {_fmt(row['raw_first_us'])} | "
             f"{_fmt(row['monitored_first_us'])} | {_diff(row['added_us'])} | "
-            f"{row['monitored_second_us']:.1f} |"
+            f"{row['monitored_second_us']:.1f} | "
+            f"{row['raw_first_faults']['median']:.0f} / "
+            f"{row['monitored_first_faults']['median']:.0f} |"
             for row in rows
         ]
         lines += [
