@@ -120,10 +120,11 @@ class TestUpcomingDraws:
         """The fast path for default_rng's generator is taken, not silently lost to a layout."""
         assert (np.random.PCG64, np.random.PCG64DXSM) == _generators._READABLE_PCGS  # noqa: SLF001
 
-    def test_rejects_other_objects(self) -> None:
-        """Anything that is not a supported generator is a TypeError."""
+    @pytest.mark.parametrize("obj", [object(), random.SystemRandom()])
+    def test_rejects_other_objects(self, obj: object) -> None:
+        """Anything that is not a supported generator is a TypeError, SystemRandom included."""
         with pytest.raises(TypeError, match="not a random generator"):
-            upcoming_draws(object(), 4)
+            upcoming_draws(obj, 4)
 
 
 class TestGlobalDraws:

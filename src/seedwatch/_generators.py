@@ -97,8 +97,8 @@ def read(rng: object, draws: int) -> tuple[object, bytes]:
     if isinstance(rng, np.random.BitGenerator):
         bit_state = rng.state
         return repr(bit_state), _bit_generator_draws(type(rng), bit_state, draws)
-    if isinstance(rng, random.Random):
-        return _python_read(rng, draws)
+    if isinstance(rng, random.Random) and not isinstance(rng, random.SystemRandom):
+        return _python_read(rng, draws)  # SystemRandom draws from the OS: no state to read
     if isinstance(rng, torch.Generator):
         torch_state = _torch_state(rng.get_state())
         return torch_state, _torch_draws(torch_state, draws)
@@ -169,7 +169,7 @@ def state_signature(rng: object) -> object:
         return _pcg_state(rng)  # type: ignore[arg-type]  # a PCG64 or PCG64DXSM
     if isinstance(rng, np.random.BitGenerator):
         return repr(rng.state)  # small: a few integers, or arrays of four
-    if isinstance(rng, random.Random):
+    if isinstance(rng, random.Random) and not isinstance(rng, random.SystemRandom):
         return _python_token(rng)
     if isinstance(rng, torch.Generator):
         return _torch_state(rng.get_state())
@@ -348,14 +348,12 @@ def _python_struct(rng: random.Random) -> bytes:
 
 def _python_struct_is_readable() -> bool:
     """Whether this interpreter lays ``Random`` out as :func:`_python_struct` reads it."""
+    if random.Random.__basicsize__ < _PYTHON_STATE_OFFSET + _PYTHON_STATE_BYTES:
+        return False  # pragma: no cover - another interpreter's layout
     probe = random.Random(20261201)  # noqa: S311 - a probe, not crypto
     probe.getrandbits(96)
     words = probe.getstate()[1]
-    raw = _python_struct(probe)
-    return (
-        random.Random.__basicsize__ >= _PYTHON_STATE_OFFSET + _PYTHON_STATE_BYTES
-        and struct.unpack_from("<i624I", raw) == (words[-1], *words[:-1])
-    )
+    return struct.unpack_from("<i624I", _python_struct(probe)) == (words[-1], *words[:-1])
 
 
 _PYTHON_STRUCT = _python_struct_is_readable()
