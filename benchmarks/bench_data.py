@@ -16,6 +16,19 @@ from torch.utils.data import Dataset
 _T = TypeVar("_T")
 
 
+def plain_collate(batch: list[object]) -> np.ndarray:
+    """
+    Stack a batch as one numpy array, so no tensor crosses between processes.
+
+    With torch's ``file_system`` sharing (the benchmarks' choice: ``file_descriptor``
+    fails on some machines), every worker process that sends a tensor starts a
+    ``torch_shm_manager`` that outlives it, about 57 MB each: a full run left 412 of
+    them behind and ran the machine out of memory. Raw and monitored pay the same
+    pickling, so the difference between them is still seedwatch's.
+    """
+    return np.stack([np.asarray(item) for item in batch])
+
+
 class Trivial(Dataset[int]):
     """Returns its index: the cheapest possible item, so any overhead shows."""
 

@@ -38,7 +38,15 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_data import EveryPlace, FirstFetchSteps, Images, ManyGenerators, Timed, Trivial
+from bench_data import (
+    EveryPlace,
+    FirstFetchSteps,
+    Images,
+    ManyGenerators,
+    Timed,
+    Trivial,
+    plain_collate,
+)
 
 import seedwatch
 from seedwatch._collector import Collector
@@ -135,7 +143,11 @@ def per_item(quick: bool) -> Row:
 def _epoch(dataset: Any, batch_size: int, workers: int, method: str | None) -> tuple[float, float]:
     """Return (steady items/s after the first batch, seconds to the first batch)."""
     loader = DataLoader(
-        dataset, batch_size=batch_size, num_workers=workers, multiprocessing_context=method
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        multiprocessing_context=method,
+        collate_fn=plain_collate,
     )
     started = time.perf_counter()
     iterator = iter(loader)
@@ -352,6 +364,7 @@ def _epoch_wall(dataset: Any, workers: int, method: str, persistent: bool, epoch
         num_workers=workers,
         multiprocessing_context=method,
         persistent_workers=persistent,
+        collate_fn=plain_collate,
     )
     started = time.perf_counter()
     for _ in range(epochs):
@@ -704,6 +717,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.quick:
         methods = methods[:1]
     results: Row = {"machine": machine(), "quick": arguments.quick}
+    name = arguments.name or ("smoke" if arguments.quick else "latest")
+    arguments.out.mkdir(parents=True, exist_ok=True)
+    table = ""
     for section in arguments.sections:
         print(f"{section} ...", file=sys.stderr)
         if section in _BY_WORKERS:
@@ -714,11 +730,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             results[section] = SECTIONS[section](arguments.quick, methods)
         else:
             results[section] = SECTIONS[section](arguments.quick)
-    name = arguments.name or ("smoke" if arguments.quick else "latest")
-    arguments.out.mkdir(parents=True, exist_ok=True)
-    (arguments.out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = markdown(results)
-    (arguments.out / f"{name}.md").write_text(table)
+        # Written after every section: a run cut short keeps what it measured.
+        (arguments.out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+        table = markdown(results)
+        (arguments.out / f"{name}.md").write_text(table)
     print(table)
     return 0
 
