@@ -83,10 +83,7 @@ def read(rng: object, draws: int) -> tuple[object, bytes]:
     Both come from one read of the state: at a worker's first fetch every read
     is a cold one, and reading the state is most of what a fingerprint costs.
     """
-    if isinstance(rng, np.random.Generator):
-        rng = rng.bit_generator
-    if isinstance(rng, np.random.RandomState):
-        rng = rng._bit_generator  # noqa: SLF001 - the MT19937 inside; public on Generator only
+    rng = _bit_source(rng)
     if isinstance(rng, np.random.MT19937):
         state = _mt19937_state(rng)
         return state, _mt19937_draws(state, draws)
@@ -100,9 +97,17 @@ def read(rng: object, draws: int) -> tuple[object, bytes]:
     if isinstance(rng, random.Random) and not isinstance(rng, random.SystemRandom):
         return _python_read(rng, draws)  # SystemRandom draws from the OS: no state to read
     if isinstance(rng, torch.Generator):
-        torch_state = _torch_state(rng.get_state())
-        return torch_state, _torch_draws(torch_state, draws)
+        return _torch_read(rng.get_state(), draws)
     raise TypeError(f"not a random generator seedwatch can read: {type(rng).__name__}")
+
+
+def _bit_source(rng: object) -> object:
+    """Return the bit generator inside a numpy ``Generator`` or ``RandomState``, else ``rng``."""
+    if isinstance(rng, np.random.Generator):
+        return rng.bit_generator
+    if isinstance(rng, np.random.RandomState):
+        return rng._bit_generator  # noqa: SLF001 - the MT19937 inside; public on Generator only
+    return rng
 
 
 #: Where a Mersenne Twister's position stands right after seeding: nothing drawn yet.
@@ -159,10 +164,7 @@ def state_signature(rng: object) -> object:
     Twister's state is read straight from its C struct (about 1 µs, against
     some 200 µs to fingerprint it), other generators' from their state getters.
     """
-    if isinstance(rng, np.random.Generator):
-        rng = rng.bit_generator
-    if isinstance(rng, np.random.RandomState):
-        rng = rng._bit_generator  # noqa: SLF001 - the MT19937 inside; public on Generator only
+    rng = _bit_source(rng)
     if isinstance(rng, np.random.MT19937):
         return _mt19937_state(rng)
     if _pcg_kind(rng) is not None:
@@ -199,8 +201,7 @@ def read_global(source: str, draws: int) -> tuple[object, bytes]:
     if source == "random":
         return _python_read(_PYTHON_GLOBAL, draws)
     if source == "torch":
-        torch_state = _torch_state(torch.get_rng_state())
-        return torch_state, _torch_draws(torch_state, draws)
+        return _torch_read(torch.get_rng_state(), draws)
     raise ValueError(f"unknown global source {source!r}, expected one of {GLOBAL_SOURCES}")
 
 
@@ -255,16 +256,22 @@ def _pcg_kind(rng: object) -> type[np.random.BitGenerator] | None:
     return None
 
 
+def _pcg_addresses(rng: np.random.BitGenerator) -> tuple[int, int]:
+    """Return the addresses of a PCG64's ``pcg64_state`` and of the 128-bit state it points to."""
+    outer = _state_address(rng)
+    inner = ctypes.c_void_p.from_address(outer).value
+    if not inner:  # pragma: no cover - numpy always sets it
+        raise ValueError("a PCG64 without a state")
+    return outer, inner
+
+
 def _pcg_state(rng: np.random.BitGenerator) -> bytes:
     """
     Return a copy of a PCG64's C state: 40 bytes, where ``state`` builds a dict of big ints.
 
     The default generator of ``np.random.default_rng``, so the most common one found.
     """
-    outer = _state_address(rng)
-    inner = ctypes.c_void_p.from_address(outer).value
-    if not inner:  # pragma: no cover - numpy always sets it
-        raise ValueError("a PCG64 without a state")
+    outer, inner = _pcg_addresses(rng)
     buffered = ctypes.string_at(outer + _PCG_BUFFER.start, _PCG_BUFFER.stop - _PCG_BUFFER.start)
     return ctypes.string_at(inner, _PCG_STATE_BYTES) + buffered
 
@@ -272,10 +279,7 @@ def _pcg_state(rng: np.random.BitGenerator) -> bytes:
 def _pcg_draws(kind: type[np.random.BitGenerator], state: bytes, draws: int) -> bytes:
     """Draw from a scratch twin of ``kind`` given a copy of a PCG64's C state (see above)."""
     twin = _twin(kind)
-    outer = _state_address(twin)
-    inner = ctypes.c_void_p.from_address(outer).value
-    if not inner:  # pragma: no cover - numpy always sets it
-        raise ValueError("a PCG64 without a state")
+    outer, inner = _pcg_addresses(twin)
     ctypes.memmove(inner, state, _PCG_STATE_BYTES)
     ctypes.memmove(outer + _PCG_BUFFER.start, state[_PCG_STATE_BYTES:], 8)
     return bytes(twin.random_raw(draws).tobytes())
@@ -403,6 +407,12 @@ _TORCH_WORDS = 24
 def _torch_state(state: torch.Tensor) -> bytes:
     """Return a torch generator's state tensor as bytes, read through its pointer, not numpy."""
     return ctypes.string_at(state.data_ptr(), state.numel())
+
+
+def _torch_read(state_tensor: torch.Tensor, draws: int) -> tuple[bytes, bytes]:
+    """Return a torch generator's state as bytes (its token) and its next ``draws`` outputs."""
+    state = _torch_state(state_tensor)
+    return state, _torch_draws(state, draws)
 
 
 def _torch_draws(state: bytes, draws: int) -> bytes:

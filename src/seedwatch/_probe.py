@@ -136,12 +136,11 @@ def look_after(
     latent: list[tuple[str, object | None, object, bool]] = []
     later = {}
     for name in GLOBAL_SOURCES:
-        signature = global_signature(name)
+        signature, stream = _global_stream(name, draws, RESEEDED_GLOBAL)
         if signature == first.signatures[name]:  # unmoved: nothing new, nothing drawn
             latent.append((name, None, signature, False))
             continue
         moved.add(name)
-        _, stream = _global_stream(name, draws, RESEEDED_GLOBAL)
         if stream.fingerprint != first.streams[name].fingerprint:
             later[name] = stream
     for path, rng in first.generators:
